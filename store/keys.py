@@ -1,0 +1,24 @@
+"""Names of the Redis keys and channels loopline uses, all under one configurable prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    prefix: str = "loopline"
+
+    @property
+    def socketio_channel(self) -> str:
+        return f"{self.prefix}:socketio"
+
+    def job_heartbeat(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:alive"
+
+    def job_cancel(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:cancel"
+
+    @property
+    def reaper_lock(self) -> str:
+        return f"{self.prefix}:reaper:lock"

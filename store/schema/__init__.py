@@ -1,0 +1,24 @@
+"""The catalog: SQLAlchemy 2.0 typed models. The schema itself is made only by Alembic migrations."""
+
+from store.schema.access import ApiToken, Membership, Project, Role, User
+from store.schema.base import Base
+from store.schema.data import (
+    Annotation,
+    AnnotationSource,
+    AnnotationStatus,
+    Image,
+    LabelClass,
+    LabelMap,
+    LabelMapEntry,
+    Review,
+    Verdict,
+)
+from store.schema.jobs import Job, JobStatus
+from store.schema.ml import Checkpoint, CheckpointStatus, Dataset, DatasetStatus, Deployment, DeploymentTask
+
+__all__ = [
+    "Annotation", "AnnotationSource", "AnnotationStatus", "ApiToken", "Base", "Checkpoint",
+    "CheckpointStatus", "Dataset", "DatasetStatus", "Deployment", "DeploymentTask", "Image", "Job",
+    "JobStatus", "LabelClass", "LabelMap", "LabelMapEntry", "Membership", "Project", "Review", "Role",
+    "User", "Verdict",
+]

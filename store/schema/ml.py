@@ -1,0 +1,97 @@
+"""Built datasets, the checkpoint tree and deployments."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from store.schema.base import Base, str_enum, utcnow
+
+
+class DatasetStatus(str, enum.Enum):
+    building = "building"
+    ready = "ready"
+    failed = "failed"
+
+
+class Dataset(Base):
+    """A built dataset, identified by the hash of its canonical definition (the cache key)."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    handler: Mapped[str] = mapped_column(String(64))
+    handler_version: Mapped[int]
+    config: Mapped[dict] = mapped_column(default=dict)
+    label_map_id: Mapped[int | None] = mapped_column(ForeignKey("label_maps.id", ondelete="SET NULL"))
+    data_revision: Mapped[str] = mapped_column(String(64))
+    status: Mapped[DatasetStatus] = mapped_column(str_enum(DatasetStatus, "dataset_status"), index=True)
+    job_id: Mapped[str | None] = mapped_column(String(36))
+    blob_key: Mapped[str | None] = mapped_column(String(128))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    manifest: Mapped[dict] = mapped_column(default=dict)
+    hits: Mapped[int] = mapped_column(default=0)
+    downloads: Mapped[int] = mapped_column(default=0)
+    bytes_served: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_access_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class CheckpointStatus(str, enum.Enum):
+    fresh = "fresh"          # initialised or uploaded, not trained here
+    training = "training"
+    trained = "trained"      # immutable from here on
+    cancelled = "cancelled"
+    failed = "failed"
+
+
+class Checkpoint(Base):
+    __tablename__ = "checkpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("checkpoints.id", ondelete="RESTRICT"), index=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+    architecture: Mapped[str] = mapped_column(String(64))
+    status: Mapped[CheckpointStatus] = mapped_column(str_enum(CheckpointStatus, "checkpoint_status"))
+    label_map_id: Mapped[int | None] = mapped_column(ForeignKey("label_maps.id", ondelete="SET NULL"))
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"), index=True)
+    weights_key: Mapped[str | None] = mapped_column(String(128))
+    params: Mapped[dict] = mapped_column(default=dict)
+    metrics: Mapped[dict] = mapped_column(default=dict)
+    curve: Mapped[list] = mapped_column(default=list)
+    job_id: Mapped[str | None] = mapped_column(String(36))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    trained_at: Mapped[datetime | None]
+
+
+class DeploymentTask(str, enum.Enum):
+    suggestion = "suggestion"
+    classification = "classification"
+
+
+class Deployment(Base):
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="RESTRICT"), index=True)
+    task: Mapped[DeploymentTask] = mapped_column(str_enum(DeploymentTask, "deployment_task"))
+    status: Mapped[str] = mapped_column(String(16), default="building")
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    model_key: Mapped[str | None] = mapped_column(String(128))
+    preprocessing: Mapped[dict] = mapped_column(default=dict)
+    label_map: Mapped[list] = mapped_column(default=list)
+    max_abs_diff: Mapped[float | None] = mapped_column(Float)
+    job_id: Mapped[str | None] = mapped_column(String(36))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    activated_at: Mapped[datetime | None]

@@ -1,0 +1,50 @@
+"""Settings from `LOOPLINE_*` environment variables, with embedded defaults that run on one laptop.
+
+Every process (API, each worker pool, the CLI) builds the same `Settings` from its environment,
+so pointing a deployment at PostgreSQL or a remote Redis is one variable each.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOOPLINE_", extra="ignore", frozen=True)
+
+    data_dir: Path = Field(default=Path("var"), description="local folder for the SQLite file and blobs")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="broker, events, locks, cache")
+    key_prefix: str = Field(default="loopline", description="prefix of every Redis key loopline writes")
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, gt=0, description="largest accepted HTTP body")
+    max_json_bytes: int = Field(default=1024 * 1024, gt=0, description="largest accepted JSON body")
+    progress_write_interval: float = Field(default=1.0, ge=0, description="seconds between job progress DB writes")
+    progress_emit_interval: float = Field(default=0.1, ge=0, description="seconds between job progress events")
+    heartbeat_interval: float = Field(default=5.0, gt=0, description="seconds between a running job's heartbeats")
+    heartbeat_ttl: float = Field(default=30.0, gt=0, description="a job whose heartbeat is older is presumed dead")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @cached_property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'loopline.db'}"
+
+    @cached_property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    def ensure_dirs(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings from the environment; keyword overrides win (used by tests and the CLI)."""
+    return Settings(**overrides)

@@ -1,0 +1,71 @@
+"""Builds the Celery app from settings: JSON only, queues and routes from the queue table."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery, signals
+from kombu import Exchange
+from kombu import Queue as KombuQueue
+
+from store.settings import Settings, load_settings
+from workers.queues import QUEUES, Queue, unacked_key
+
+log = logging.getLogger(__name__)
+
+TASK_MODULES = ["workers.tasks.probe"]
+
+
+def create_celery(settings: Settings | None = None, *, include_tasks: bool = True) -> Celery:
+    """A Celery app bound to `settings`. The API builds one without importing task modules and
+    sends tasks by name; workers build one with `include_tasks` so the tasks register."""
+    from workers.registry import task_routes
+
+    settings = settings or load_settings()
+    app = Celery("loopline", broker=settings.redis_url, include=TASK_MODULES if include_tasks else [])
+    exchange = Exchange("loopline", type="direct")
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        event_serializer="json",
+        task_ignore_result=True,       # the Job row is the result store
+        task_queues=[KombuQueue(q.value, exchange, routing_key=q.value) for q in Queue],
+        task_default_exchange="loopline",
+        task_default_queue=Queue.deployment.value,  # never used: every task is routed; see task_routes
+        task_create_missing_queues=False,
+        task_routes=task_routes(),
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": max(s.visibility_timeout for s in QUEUES.values()),
+            "unacked_key": unacked_key(None),
+        },
+        task_send_sent_event=False,
+    )
+    app.loopline_settings = settings
+    return app
+
+
+@signals.celeryd_init.connect
+def _per_queue_worker_settings(sender=None, conf=None, options=None, **_):
+    """A pool that serves exactly one queue takes that queue's broker timeout and in-flight key."""
+    queues = (options or {}).get("queues") or []
+    if isinstance(queues, str):
+        queues = [q for q in queues.split(",") if q]
+    if len(queues) != 1 or queues[0] not in Queue._value2member_map_:
+        return
+    queue = Queue(queues[0])
+    settings = QUEUES[queue]
+    conf.broker_transport_options = {
+        **conf.broker_transport_options,
+        "visibility_timeout": settings.visibility_timeout,
+        "unacked_key": unacked_key(queue),
+        "unacked_index_key": f"{unacked_key(queue)}:index",
+        "unacked_mutex_key": f"{unacked_key(queue)}:mutex",
+    }
+    if settings.concurrency and not options.get("concurrency"):
+        conf.worker_concurrency = settings.concurrency
+    log.info("worker %s serves %s with %s", sender, queue.value, settings)

@@ -1,0 +1,103 @@
+"""The reaper: ends jobs whose worker died, unless the broker still holds their message.
+
+A running job's worker refreshes a heartbeat key; when the key has expired the worker is gone. Then:
+- the message is still with the broker (waiting in the queue, or in-flight under Redis ack emulation
+  on an `acks_late` queue): Celery will deliver it again, so the job goes back to `queued`;
+- the message is gone (an early-ack queue, or it was acked): nothing will run the job again, so it is
+  marked `failed` with the reason. A job never stays `running` forever.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from store.schema import Job, JobStatus
+from store.schema.base import utcnow
+from workers.jobs import job_payload
+from workers.queues import Queue, unacked_key
+from workers.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReapReport:
+    checked: int = 0
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def _task_id(raw: str) -> str | None:
+    try:
+        message = json.loads(raw)
+        if isinstance(message, list):  # unacked entries are [message, exchange, routing_key]
+            message = message[0]
+        return message.get("headers", {}).get("id")
+    except (ValueError, AttributeError, IndexError):
+        return None
+
+
+def messages_held(runtime: Runtime, queues: set[str]) -> set[str]:
+    """Task ids of every message the broker still holds for these queues (waiting or in flight)."""
+    r = runtime.redis
+    held: set[str] = set()
+    keys = {unacked_key(None)} | {unacked_key(Queue(q)) for q in queues if q in Queue._value2member_map_}
+    for key in keys:
+        for _tag, raw in r.hscan_iter(key):
+            if tid := _task_id(raw):
+                held.add(tid)
+    for queue in queues:
+        for raw in r.lrange(queue, 0, -1):
+            if tid := _task_id(raw):
+                held.add(tid)
+    return held
+
+
+def reap(runtime: Runtime) -> ReapReport:
+    """One pass. Safe to run from several places at once (a Redis lock makes them take turns)."""
+    report = ReapReport()
+    lock = runtime.redis.lock(runtime.keys.reaper_lock, timeout=60, blocking_timeout=5)
+    if not lock.acquire():
+        return report
+    try:
+        grace = utcnow() - timedelta(seconds=runtime.settings.heartbeat_ttl)
+        with runtime.sessions() as session:
+            running = session.scalars(select(Job).where(Job.status == JobStatus.running)).all()
+            report.checked = len(running)
+            dead = [
+                j for j in running
+                if j.updated_at < grace and not runtime.redis.exists(runtime.keys.job_heartbeat(j.id))
+            ]
+            if not dead:
+                return report
+            held = messages_held(runtime, {j.queue for j in dead})
+            for job in dead:
+                if job.id in held:
+                    status, values = JobStatus.queued, {"message": f"worker {job.worker} lost; waiting for redelivery"}
+                    report.requeued.append(job.id)
+                else:
+                    why = f"worker {job.worker} lost and its message is gone; submit the job again"
+                    status, values = JobStatus.failed, {"message": "worker lost", "error": why, "finished_at": utcnow()}
+                    report.failed.append(job.id)
+                session.execute(
+                    update(Job).where(Job.id == job.id, Job.status == JobStatus.running)
+                    .values(status=status, updated_at=utcnow(), **values)
+                )
+            session.commit()
+            for job in dead:
+                session.refresh(job)
+                runtime.events.job(job_payload(job))
+        if report.requeued or report.failed:
+            log.warning("reaper: requeued %s, failed %s", report.requeued, report.failed)
+        return report
+    finally:
+        try:
+            lock.release()
+        except Exception:  # noqa: BLE001 - an expired lock needs no release
+            pass
+

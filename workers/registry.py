@@ -1,0 +1,67 @@
+"""The job kinds: which queue each runs on. Task names and Celery routes are derived from this table,
+so the API can enqueue by name without importing task modules (and their heavy imports)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from workers.queues import QUEUES, Queue
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    description: str
+    queue: Queue | None = None  # None: the job runs on whichever queue the caller names (the probe)
+
+    def queues(self) -> list[Queue]:
+        return [self.queue] if self.queue else list(Queue)
+
+    def task_name(self, queue: Queue) -> str:
+        if queue not in self.queues():
+            raise ValueError(f"job kind {self.name!r} does not run on queue {queue.value!r}")
+        return f"loopline.{self.name}" if self.queue else f"loopline.{self.name}.{queue.value}"
+
+
+KINDS: dict[str, JobKind] = {
+    k.name: k
+    for k in [
+        JobKind(
+            "probe",
+            "reports the worker's host, pool and versions, round-trips the catalog and Redis, "
+            "and recounts the project's statistics when a project is given",
+        ),
+    ]
+}
+
+
+def get_kind(name: str) -> JobKind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ValueError(f"unknown job kind {name!r}; known: {sorted(KINDS)}") from None
+
+
+def task_routes() -> dict[str, dict[str, str]]:
+    return {
+        kind.task_name(q): {"queue": q.value, "routing_key": q.value}
+        for kind in KINDS.values()
+        for q in kind.queues()
+    }
+
+
+def task_options(queue: Queue) -> dict:
+    """Task-class options a queue prescribes (acks, limits)."""
+    s = QUEUES[queue]
+    return {
+        "acks_late": s.acks_late,
+        "reject_on_worker_lost": s.reject_on_worker_lost,
+        "time_limit": s.time_limit,
+        "soft_time_limit": s.soft_time_limit,
+    }
+
+
+def message_options(queue: Queue) -> dict:
+    """Per-message options a queue prescribes (expiry of interactive work)."""
+    s = QUEUES[queue]
+    return {"expires": s.expires} if s.expires else {}
