@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     progress_emit_interval: float = Field(default=0.1, ge=0, description="seconds between job progress events")
     heartbeat_interval: float = Field(default=5.0, gt=0, description="seconds between a running job's heartbeats")
     heartbeat_ttl: float = Field(default=30.0, gt=0, description="a job whose heartbeat is older is presumed dead")
+    visibility_timeouts: dict[str, int] = Field(
+        default_factory=dict, description='per-queue override of the broker visibility timeout, JSON: {"augmentation": 600}'
+    )
 
     @field_validator("data_dir")
     @classmethod

@@ -50,7 +50,7 @@ def create_celery(settings: Settings | None = None, *, include_tasks: bool = Tru
 
 
 @signals.celeryd_init.connect
-def _per_queue_worker_settings(sender=None, conf=None, options=None, **_):
+def _per_queue_worker_settings(sender=None, instance=None, conf=None, options=None, **_):
     """A pool that serves exactly one queue takes that queue's broker timeout and in-flight key."""
     queues = (options or {}).get("queues") or []
     if isinstance(queues, str):
@@ -59,9 +59,11 @@ def _per_queue_worker_settings(sender=None, conf=None, options=None, **_):
         return
     queue = Queue(queues[0])
     settings = QUEUES[queue]
+    overrides = getattr(instance.app, "loopline_settings", None)
+    timeout = (overrides.visibility_timeouts if overrides else {}).get(queue.value, settings.visibility_timeout)
     conf.broker_transport_options = {
         **conf.broker_transport_options,
-        "visibility_timeout": settings.visibility_timeout,
+        "visibility_timeout": timeout,
         "unacked_key": unacked_key(queue),
         "unacked_index_key": f"{unacked_key(queue)}:index",
         "unacked_mutex_key": f"{unacked_key(queue)}:mutex",

@@ -1,0 +1,64 @@
+"""The Flask API: `create_app(config)` binds the unbound extensions of `api.extensions` to one app."""
+
+from __future__ import annotations
+
+from flask import Flask, request
+
+from api.errors import ApiError
+
+
+def create_app(config=None) -> Flask:
+    """`config` is a `store.settings.Settings`, or None to read the `LOOPLINE_*` environment."""
+    from api import jobs, labels, projects, system
+    from api.auth import init_auth
+    from api.errors import register_error_handlers
+    from api.extensions import db, rest, socketio
+    from api.realtime import register_socketio_handlers
+    from store.settings import load_settings
+    from workers.celery_app import create_celery
+    from workers.runtime import Runtime
+
+    settings = config or load_settings()
+    app = Flask(__name__)
+    app.config.update(
+        LOOPLINE=settings,
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        JSON_SORT_KEYS=False,
+        API_TITLE="loopline",
+        API_VERSION="0.1.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        API_SPEC_OPTIONS={
+            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"bearer": []}],
+            "info": {"description": "loopline: ingest, annotate, build datasets, train, deploy, serve, review."},
+        },
+    )
+    runtime = Runtime(settings)
+    app.extensions["loopline.runtime"] = runtime
+    app.extensions["celery"] = create_celery(settings, include_tasks=False)
+    db.init_app(app, runtime)
+    rest.init_app(app)
+    for bp in (system.bp, projects.bp, labels.bp, jobs.bp):
+        rest.register_blueprint(bp)
+    register_error_handlers(app)  # after rest.init_app: ours replace smorest's error format
+    init_auth(app)
+    _limit_json_bodies(app, settings.max_json_bytes)
+    socketio.init_app(
+        app, async_mode="threading", message_queue=settings.redis_url, channel=runtime.keys.socketio_channel,
+        cors_allowed_origins=[], logger=False, engineio_logger=False,
+    )
+    register_socketio_handlers()
+    return app
+
+
+def _limit_json_bodies(app: Flask, max_json: int) -> None:
+    @app.before_request
+    def _json_only():
+        if request.method in ("POST", "PUT", "PATCH") and request.path.startswith("/api/"):
+            has_body = (request.content_length or 0) > 0 or request.headers.get("Transfer-Encoding")
+            if has_body and not request.is_json and not request.mimetype.startswith("multipart/"):
+                raise ApiError(415, f"send JSON (Content-Type: application/json), not {request.mimetype or 'nothing'}")
+            if request.is_json:
+                request.max_content_length = max_json

@@ -1,0 +1,84 @@
+"""Bearer-token authentication for every route, and project access by membership role.
+
+Ids are no authorization: a project the user is not a member of answers 404, as if it did not exist.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Flask, g, request
+
+from api.errors import ApiError
+from api.extensions import db
+from store.accounts import user_for_token
+from store.schema import Membership, Project, Role, User
+from store.schema.base import utcnow
+
+PUBLIC_ENDPOINTS = {"system.health", "static"}
+_TOUCH_EVERY = timedelta(minutes=5)
+
+
+def token_from_request() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def authenticate(token: str | None) -> User | None:
+    if not token:
+        return None
+    found = user_for_token(db.session, token)
+    if found is None:
+        return None
+    user, row = found
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at > _TOUCH_EVERY:
+        row.last_used_at = now
+        db.session.commit()
+    return user
+
+
+def init_auth(app: Flask) -> None:
+    @app.before_request
+    def _require_token():
+        if request.endpoint in PUBLIC_ENDPOINTS or request.method == "OPTIONS":
+            return None
+        if request.endpoint is None:
+            return None  # a 404 or 405 follows; it reveals nothing
+        token = token_from_request()
+        if token is None:
+            raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <token>'")
+        user = authenticate(token)
+        if user is None:
+            raise ApiError(401, "invalid or revoked token")
+        g.user = user
+        return None
+
+
+def current_user() -> User:
+    return g.user
+
+
+def role_in(project_id: int, user: User) -> Role | None:
+    """The user's role in the project; None when not a member or the project does not exist."""
+    membership = db.session.get(Membership, (project_id, user.id))
+    if membership is not None:
+        return membership.role
+    if user.is_superuser and db.session.get(Project, project_id) is not None:
+        return Role.admin
+    return None
+
+
+def project_access(project_id: int, need: Role = Role.viewer) -> tuple[Project, Role]:
+    """The project and the caller's role in it, or 404 (not a member) / 403 (role too low)."""
+    user = current_user()
+    project = db.session.get(Project, project_id)
+    role = role_in(project_id, user) if project is not None else None
+    if project is None or role is None:
+        raise ApiError(404, f"project {project_id} not found")
+    if not role.allows(need):
+        raise ApiError(403, f"this needs the {need.value} role in project {project_id}; you are {role.value}")
+    return project, role

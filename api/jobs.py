@@ -1,0 +1,100 @@
+"""Jobs: submit the kinds that take no more than a queue and a project, list, inspect, cancel.
+
+Later job kinds (ingest, dataset builds, training, deployment) are submitted by their own resources;
+they all appear here.
+"""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from sqlalchemy import or_, select
+
+from api.auth import current_user, project_access, role_in
+from api.blueprint import Blueprint, page
+from api.errors import ApiError
+from api.extensions import celery, db, runtime
+from api.schemas import JobIn, JobOut, JobPage, JobQuery
+from store.schema import Job, Membership, Role
+from workers import jobs as job_service
+from workers.registry import get_kind
+
+bp = Blueprint("jobs", __name__, url_prefix="/api/jobs", description="Jobs on every queue, and their live state")
+
+GENERIC_KINDS = {"probe": set()}  # kind -> accepted params
+
+
+def visible_job(job_id: str) -> Job:
+    user = current_user()
+    job = db.session.get(Job, job_id)
+    if job is not None:
+        if job.project_id is not None and role_in(job.project_id, user) is not None:
+            return job
+        if job.project_id is None and (job.user_id == user.id or user.is_superuser):
+            return job
+    raise ApiError(404, f"job {job_id} not found")
+
+
+@bp.route("")
+class Jobs(MethodView):
+    @bp.arguments(JobQuery, location="query")
+    @bp.response(200, JobPage)
+    def get(self, args):
+        """Newest first; filter by project, kind and status."""
+        user = current_user()
+        q = select(Job)
+        if not user.is_superuser:
+            mine = select(Membership.project_id).where(Membership.user_id == user.id)
+            q = q.where(or_(Job.project_id.in_(mine), (Job.project_id.is_(None)) & (Job.user_id == user.id)))
+        if "project_id" in args:
+            project_access(args["project_id"])
+            q = q.where(Job.project_id == args["project_id"])
+        if "kind" in args:
+            q = q.where(Job.kind == args["kind"])
+        if "status" in args:
+            q = q.where(Job.status == args["status"])
+        return page(q.order_by(Job.created_at.desc(), Job.id), args, job_service.job_payload)
+
+    @bp.arguments(JobIn)
+    @bp.response(202, JobOut)
+    def post(self, data):
+        """Enqueue a job. The probe runs on the queue you name and proves it end to end."""
+        kind = get_kind(data["kind"])
+        if kind.name not in GENERIC_KINDS:
+            raise ApiError(400, f"job kind {kind.name!r} is submitted through its own resource", fields={"kind": ["not submittable here"]})
+        extra = sorted(set(data["params"]) - GENERIC_KINDS[kind.name])
+        if extra:
+            raise ApiError(400, f"{kind.name} takes no params {extra}", fields={"params": [f"unknown: {extra}"]})
+        queue = data.get("queue") or kind.queue
+        if queue is None:
+            raise ApiError(400, f"job kind {kind.name!r} needs a queue", fields={"queue": ["required for this kind"]})
+        if data["project_id"] is not None:
+            project_access(data["project_id"], Role.annotator)
+        job = job_service.submit(
+            celery(), runtime(), db.session, kind.name, params=data["params"], queue=queue,
+            project_id=data["project_id"], user_id=current_user().id,
+        )
+        return job_service.job_payload(job)
+
+
+@bp.route("/<string:job_id>")
+class JobItem(MethodView):
+    @bp.response(200, JobOut)
+    def get(self, job_id):
+        return job_service.job_payload(visible_job(job_id))
+
+
+@bp.route("/<string:job_id>/cancel")
+class JobCancel(MethodView):
+    @bp.response(202, JobOut)
+    def post(self, job_id):
+        """A queued job is cancelled at once; a running job stops at its next step."""
+        job = visible_job(job_id)
+        user = current_user()
+        if job.user_id != user.id and not user.is_superuser:
+            if job.project_id is None or role_in(job.project_id, user) is not Role.admin:
+                raise ApiError(403, "only the job's submitter or a project admin can cancel it")
+        try:
+            job_service.cancel(celery(), runtime(), db.session, job)
+        except job_service.JobStateError as exc:
+            raise ApiError(409, str(exc)) from None
+        return job_service.job_payload(job)

@@ -1,0 +1,80 @@
+"""Socket.IO: a client presents its token when it connects and joins only rooms it may see.
+
+Rooms: `project:<id>` (every job event of a project) and `job:<id>` (one job). Events are emitted by
+any process through the Redis message queue; this server relays them to the rooms' clients.
+"""
+
+from __future__ import annotations
+
+from flask import request, session
+from flask_socketio import ConnectionRefusedError, join_room, leave_room
+
+from api.auth import authenticate, role_in
+from api.extensions import db, socketio
+from store.schema import Job, User
+
+
+def _token(auth) -> str | None:
+    if isinstance(auth, dict) and isinstance(auth.get("token"), str):
+        return auth["token"]
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def _user() -> User | None:
+    user_id = session.get("user_id")
+    return db.session.get(User, user_id) if user_id else None
+
+
+def _room_allowed(user: User, data) -> tuple[str | None, str | None]:
+    """(room, None) if the user may join, else (None, reason)."""
+    if not isinstance(data, dict):
+        return None, "send {'project': <id>} or {'job': <id>}"
+    if "project" in data:
+        pid = data["project"]
+        if not isinstance(pid, int) or isinstance(pid, bool):
+            return None, "project must be an integer id"
+        if role_in(pid, user) is None:
+            return None, f"project {pid} not found"
+        return f"project:{pid}", None
+    if "job" in data:
+        job = db.session.get(Job, data["job"]) if isinstance(data["job"], str) else None
+        ok = job is not None and (
+            (job.project_id is not None and role_in(job.project_id, user) is not None)
+            or (job.project_id is None and (job.user_id == user.id or user.is_superuser))
+        )
+        if not ok:
+            return None, f"job {data['job']} not found"
+        return f"job:{job.id}", None
+    return None, "send {'project': <id>} or {'job': <id>}"
+
+
+def register_socketio_handlers() -> None:
+    @socketio.on("connect")
+    def _connect(auth=None):
+        user = authenticate(_token(auth))
+        if user is None:
+            raise ConnectionRefusedError("invalid or missing token: connect with auth={'token': <token>}")
+        session["user_id"] = user.id
+        return True
+
+    @socketio.on("join")
+    def _join(data=None):
+        user = _user()
+        if user is None:
+            return {"ok": False, "error": "not authenticated"}
+        room, reason = _room_allowed(user, data)
+        if room is None:
+            return {"ok": False, "error": reason}
+        join_room(room)
+        return {"ok": True, "room": room}
+
+    @socketio.on("leave")
+    def _leave(data=None):
+        user = _user()
+        room, reason = _room_allowed(user, data) if user else (None, "not authenticated")
+        if room is None:
+            return {"ok": False, "error": reason}
+        leave_room(room)
+        return {"ok": True, "room": room}

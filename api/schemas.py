@@ -1,0 +1,217 @@
+"""Request and response schemas. They drive validation (unknown fields are refused, types are strict)
+and the OpenAPI document, so the two cannot drift apart."""
+
+from __future__ import annotations
+
+import re
+
+from marshmallow import Schema, ValidationError, fields, validate, validates
+
+from store.schema import JobStatus, Role
+from workers.queues import Queue
+from workers.registry import KINDS
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Strict(Schema):
+    """Refuses unknown fields (marshmallow's default, stated so it is never lost)."""
+
+    class Meta:
+        unknown = "raise"
+        ordered = True
+
+
+def Name(max_len: int = 128, **kw) -> fields.String:  # noqa: N802 - a field factory reads like a type
+    return fields.String(validate=[validate.Length(min=1, max=max_len), _printable], **kw)
+
+
+def _printable(value: str) -> None:
+    if value != value.strip():
+        raise ValidationError("must not start or end with whitespace")
+    if _CONTROL.search(value):
+        raise ValidationError("must not contain control characters")
+
+
+def Id(**kw) -> fields.Integer:  # noqa: N802
+    return fields.Integer(strict=True, validate=validate.Range(min=1), **kw)
+
+
+class PageQuery(Strict):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+def page_of(item_schema: type[Schema], name: str) -> type[Schema]:
+    return Schema.from_dict(
+        {
+            "items": fields.List(fields.Nested(item_schema)),
+            "total": fields.Integer(),
+            "limit": fields.Integer(),
+            "offset": fields.Integer(),
+        },
+        name=name,
+    )
+
+
+# --- users and projects ------------------------------------------------------------------------
+class UserOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    is_superuser = fields.Boolean()
+
+
+class MembershipOut(Schema):
+    project_id = fields.Integer()
+    user = fields.Nested(UserOut)
+    role = fields.Enum(Role, by_value=True)
+    created_at = fields.DateTime()
+
+
+class MeOut(Schema):
+    user = fields.Nested(UserOut)
+    memberships = fields.List(fields.Dict())
+
+
+class ProjectIn(Strict):
+    name = Name(required=True)
+    description = fields.String(load_default="", validate=validate.Length(max=10_000))
+
+
+class ProjectPatch(Strict):
+    name = Name()
+    description = fields.String(validate=validate.Length(max=10_000))
+
+
+class ProjectOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    description = fields.String()
+    role = fields.String(metadata={"description": "the caller's role in the project"})
+    stats = fields.Dict(metadata={"description": "counts from the last probe/recount job"})
+    stats_updated_at = fields.DateTime(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class MemberIn(Strict):
+    role = fields.Enum(Role, by_value=True, required=True)
+
+
+# --- classes and label maps --------------------------------------------------------------------
+class ClassIn(Strict):
+    name = Name(required=True)
+    group = Name(allow_none=True, load_default=None, metadata={"description": "e.g. the brand of a logo"})
+    color = fields.String(allow_none=True, load_default=None, validate=validate.Regexp(r"^#[0-9a-fA-F]{6}$"))
+    description = fields.String(load_default="", validate=validate.Length(max=10_000))
+
+
+class ClassPatch(Strict):
+    name = Name()
+    group = Name(allow_none=True)
+    color = fields.String(allow_none=True, validate=validate.Regexp(r"^#[0-9a-fA-F]{6}$"))
+    description = fields.String(validate=validate.Length(max=10_000))
+
+
+class ClassQuery(PageQuery):
+    group = fields.String()
+
+
+class ClassOut(Schema):
+    id = fields.Integer()
+    project_id = fields.Integer()
+    name = fields.String()
+    group = fields.String(allow_none=True)
+    color = fields.String(allow_none=True)
+    description = fields.String()
+    created_at = fields.DateTime()
+
+
+class LabelMapIn(Strict):
+    name = Name(required=True)
+    description = fields.String(load_default="", validate=validate.Length(max=10_000))
+    classes = fields.List(Id(), required=True, validate=validate.Length(min=1, max=10_000),
+                          metadata={"description": "class ids in order; class id in the map = position + 1"})
+
+    @validates("classes")
+    def _unique(self, value, **_):
+        dupes = sorted({c for c in value if value.count(c) > 1})
+        if dupes:
+            raise ValidationError(f"class ids listed twice: {dupes}")
+
+
+class LabelMapPatch(LabelMapIn):
+    name = Name()
+    description = fields.String(validate=validate.Length(max=10_000))
+    classes = fields.List(Id(), validate=validate.Length(min=1, max=10_000))
+
+
+class LabelMapEntryOut(Schema):
+    id = fields.Integer(metadata={"description": "the class id inside this map (position + 1)"})
+    class_id = fields.Integer()
+    name = fields.String()
+    group = fields.String(allow_none=True)
+
+
+class LabelMapOut(Schema):
+    id = fields.Integer()
+    project_id = fields.Integer()
+    name = fields.String()
+    description = fields.String()
+    entries = fields.List(fields.Nested(LabelMapEntryOut))
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+# --- jobs --------------------------------------------------------------------------------------
+class JobIn(Strict):
+    kind = fields.String(required=True, validate=validate.OneOf(sorted(KINDS)))
+    queue = fields.Enum(Queue, by_value=True, metadata={"description": "required for kinds that run on any queue"})
+    project_id = Id(allow_none=True, load_default=None)
+    params = fields.Dict(load_default=dict)
+
+
+class JobQuery(PageQuery):
+    project_id = fields.Integer(validate=validate.Range(min=1))
+    kind = fields.String()
+    status = fields.Enum(JobStatus, by_value=True)
+
+
+class JobOut(Schema):
+    id = fields.String()
+    kind = fields.String()
+    queue = fields.String()
+    status = fields.String()
+    progress = fields.Float()
+    message = fields.String()
+    details = fields.Dict()
+    params = fields.Dict()
+    result = fields.Dict(allow_none=True)
+    error = fields.String(allow_none=True)
+    attempts = fields.Integer()
+    cancel_requested = fields.Boolean()
+    worker = fields.String(allow_none=True)
+    project_id = fields.Integer(allow_none=True)
+    user_id = fields.Integer(allow_none=True)
+    created_at = fields.String()
+    started_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)
+    updated_at = fields.String()
+
+
+class QueueOut(Schema):
+    name = fields.String()
+    description = fields.String()
+    waiting = fields.Integer(metadata={"description": "messages waiting in the broker"})
+    acks_late = fields.Boolean()
+    time_limit = fields.Integer(allow_none=True)
+    expires = fields.Integer(allow_none=True)
+    visibility_timeout = fields.Integer()
+    pool = fields.String()
+    concurrency = fields.Integer(allow_none=True)
+
+
+ProjectPage = page_of(ProjectOut, "ProjectPage")
+ClassPage = page_of(ClassOut, "ClassPage")
+LabelMapPage = page_of(LabelMapOut, "LabelMapPage")
+JobPage = page_of(JobOut, "JobPage")
+MemberPage = page_of(MembershipOut, "MemberPage")

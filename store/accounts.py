@@ -1,0 +1,44 @@
+"""Users and API tokens. A token is shown once; only its SHA-256 is stored (tokens are random,
+high-entropy strings, so a fast hash is the right tool, unlike passwords)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.schema import ApiToken, User
+
+TOKEN_PREFIX = "ll_"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_user(session: Session, name: str, *, superuser: bool = False) -> User:
+    if session.scalar(select(User).where(User.name == name)) is not None:
+        raise ValueError(f"user {name!r} already exists")
+    user = User(name=name, is_superuser=superuser)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def issue_token(session: Session, user: User, name: str = "default") -> str:
+    """Create a token for `user` and return it in clear (the only time it exists in clear)."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    session.add(ApiToken(user_id=user.id, name=name, token_hash=hash_token(token), prefix=token[:10]))
+    session.flush()
+    return token
+
+
+def user_for_token(session: Session, token: str) -> tuple[User, ApiToken] | None:
+    if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 128:
+        return None
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    if row is None or row.revoked_at is not None:
+        return None
+    return row.user, row
