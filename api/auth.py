@@ -15,7 +15,7 @@ from store.accounts import user_for_token
 from store.schema import Membership, Project, Role, User
 from store.schema.base import utcnow
 
-PUBLIC_ENDPOINTS = {"system.health", "static"}
+PUBLIC_ENDPOINTS = {"system.Health"}  # liveness probes carry no token
 _TOUCH_EVERY = timedelta(minutes=5)
 
 

@@ -51,7 +51,7 @@ def _summary(fields: dict) -> str:
     for name, problems in fields.items():
         text = problems
         if isinstance(problems, list):
-            text = " ".join(p if isinstance(p, str) else str(p) for p in problems)
+            text = " ".join((p if isinstance(p, str) else str(p)).rstrip(".") for p in problems)
         elif isinstance(problems, dict):
             text = "; ".join(f"{k}: {v}" for k, v in problems.items())
         parts.append(f"{name}: {text}" if name not in ("json", "_schema") else str(text))

@@ -1,0 +1,1 @@
+"""Test support: processes, clients and a controllable job kind."""

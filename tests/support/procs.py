@@ -1,0 +1,114 @@
+"""Real processes for tests: Celery worker pools and the gunicorn API server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from store.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")}
+    env.update(
+        LOOPLINE_DATA_DIR=str(settings.data_dir),
+        LOOPLINE_DATABASE_URL=settings.sqlalchemy_url,
+        LOOPLINE_REDIS_URL=settings.redis_url,
+        LOOPLINE_KEY_PREFIX=settings.key_prefix,
+        LOOPLINE_HEARTBEAT_INTERVAL=str(settings.heartbeat_interval),
+        LOOPLINE_HEARTBEAT_TTL=str(settings.heartbeat_ttl),
+        LOOPLINE_PROGRESS_WRITE_INTERVAL=str(settings.progress_write_interval),
+        LOOPLINE_PROGRESS_EMIT_INTERVAL=str(settings.progress_emit_interval),
+        PYTHONPATH=str(ROOT),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+class Worker:
+    """`loopline worker <queue>` as a subprocess, with the test job kind included."""
+
+    def __init__(self, settings: Settings, queue: str, log_dir: Path, *, name: str | None = None, env: dict | None = None):
+        self.queue = queue
+        self.name = name or queue
+        self.log = log_dir / f"worker-{self.name}.log"
+        cmd = [sys.executable, "-m", "api.cli", "worker", queue, "-c", "1", "-I", "tests.support.jobs", "--loglevel", "INFO"]
+        self.hostname = f"{self.name}@{socket.gethostname()}"
+        env = settings_env(settings, **(env or {}))
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Kill the whole pool (parent and children), as a crash or an OOM kill would."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def wait_for_workers(celery_app, queues: set[str], timeout: float = 90) -> dict:
+    """Block until every queue in `queues` has a worker consuming it; return {worker: [queues]}."""
+    deadline = time.monotonic() + timeout
+    seen: dict = {}
+    while time.monotonic() < deadline:
+        replies = celery_app.control.inspect(timeout=1.0).active_queues() or {}
+        seen = {w: [q["name"] for q in qs] for w, qs in replies.items()}
+        if queues <= {q for qs in seen.values() for q in qs}:
+            return seen
+        time.sleep(0.3)
+    raise TimeoutError(f"workers for {queues} did not come up; saw {seen}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """The API under gunicorn's threaded worker, exactly as `loopline serve` runs it."""
+
+    def __init__(self, settings: Settings, log_dir: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log_dir / "server.log"
+        cmd = [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port), "--threads", "32"]
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=settings_env(settings), stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"API server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if requests.get(self.url + "/api/health", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("API server did not come up")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)

@@ -1,0 +1,136 @@
+"""The job machinery against real Celery workers: the probe on every queue, listing, cancel."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+
+import pytest
+
+from workers import jobs as job_service
+
+QUEUES = ("inference", "augmentation", "training", "deployment")
+
+
+@pytest.mark.parametrize("queue", QUEUES)
+def test_probe_runs_on_each_queue(alice, project, workers, queue, sql):
+    res = alice.post("/api/jobs", json={"kind": "probe", "queue": queue, "project_id": project["id"]})
+    assert res.status_code == 202, res.get_json()
+    queued = res.get_json()
+    assert queued["status"] == "queued" and queued["queue"] == queue
+    job = alice.wait_job(queued["id"])
+    assert job["status"] == "succeeded", job
+    result = job["result"]
+    assert result["queue"] == queue
+    assert result["worker"] == f"{queue}@{socket.gethostname()}"  # the pool of that queue took it
+    assert result["pool"] == ("solo" if queue in ("training", "deployment") else "prefork")
+    assert result["versions"]["celery"]
+    assert result["catalog"] in ("sqlite", "postgresql") and result["redis_ms"] > 0
+    assert result["project_stats"]["members"] == 3
+    assert job["attempts"] == 1 and job["progress"] == 1.0 and job["started_at"] and job["finished_at"]
+    stats = alice.get(f"/api/projects/{project['id']}").get_json()
+    assert stats["stats"]["members"] == 3 and stats["stats_updated_at"]
+
+
+def test_probe_without_project_is_visible_only_to_its_submitter(alice, bob, workers):
+    job = alice.post("/api/jobs", json={"kind": "probe", "queue": "inference"}).get_json()
+    assert alice.wait_job(job["id"])["status"] == "succeeded"
+    assert "project_stats" not in alice.get(f"/api/jobs/{job['id']}").get_json()["result"]
+    assert bob.get(f"/api/jobs/{job['id']}").status_code == 404
+    assert job["id"] not in [j["id"] for j in bob.get("/api/jobs?limit=500").get_json()["items"]]
+
+
+def test_job_list_filters(alice, bob, project, workers):
+    pid = project["id"]
+    ids = [alice.post("/api/jobs", json={"kind": "probe", "queue": q, "project_id": pid}).get_json()["id"] for q in QUEUES]
+    for job_id in ids:
+        alice.wait_job(job_id)
+    listed = alice.get(f"/api/jobs?project_id={pid}&kind=probe&status=succeeded").get_json()
+    assert {j["id"] for j in listed["items"]} == set(ids) and listed["total"] == 4
+    assert alice.get(f"/api/jobs?project_id={pid}&status=failed").get_json()["total"] == 0
+    # bob is a member: he sees the project's jobs
+    assert bob.get(f"/api/jobs?project_id={pid}").get_json()["total"] == 4
+    page = alice.get(f"/api/jobs?project_id={pid}&limit=3&offset=3").get_json()
+    assert len(page["items"]) == 1 and page["total"] == 4
+
+
+def _submit_wait(app, project_id, queue, user_id=None):
+    """Enqueue the test job kind (it runs until released) through the real submit path."""
+    from api.extensions import db
+
+    release = f"lltest:release:{uuid.uuid4().hex}"
+    with app.app_context():
+        job = job_service.submit(app.extensions["celery"], app.extensions["loopline.runtime"], db.session, "test.wait",
+                                 params={"release_key": release}, queue=_queue(queue), project_id=project_id,
+                                 user_id=user_id)
+        return job.id, release
+
+
+def _queue(name):
+    from workers.queues import Queue
+
+    return Queue(name)
+
+
+def _user_id(sql, name):
+    return sql("SELECT id FROM users WHERE name = :n", n=name)[0][0]
+
+
+def test_cancel_running_job_stops_it_cooperatively(app, alice, project, workers, sql, redis_client):
+    job_id, _release = _submit_wait(app, project["id"], "augmentation", _user_id(sql, "alice"))
+    alice.wait_job(job_id, statuses=("running",))
+    time.sleep(0.3)
+    res = alice.post(f"/api/jobs/{job_id}/cancel")
+    assert res.status_code == 202 and res.get_json()["cancel_requested"] is True
+    started = time.monotonic()
+    job = alice.wait_job(job_id, timeout=10)
+    assert job["status"] == "cancelled", job
+    assert time.monotonic() - started < 10
+    assert job["details"]["steps"] > 0  # it did run, then stopped at a step
+    assert alice.post(f"/api/jobs/{job_id}/cancel").status_code == 409  # already finished
+
+
+def test_cancel_queued_job_never_runs(app, alice, project, workers, sql, redis_client):
+    # occupy the single training process, then queue a probe behind it
+    blocker, release = _submit_wait(app, project["id"], "training", _user_id(sql, "alice"))
+    alice.wait_job(blocker, statuses=("running",))
+    probe = alice.post("/api/jobs", json={"kind": "probe", "queue": "training", "project_id": project["id"]}).get_json()
+    res = alice.post(f"/api/jobs/{probe['id']}/cancel")
+    assert res.status_code == 202 and res.get_json()["status"] == "cancelled"
+    redis_client.set(release, "1")
+    assert alice.wait_job(blocker)["status"] == "succeeded"
+    # the probe's message reaches the worker after the blocker; it must be dropped unrun
+    time.sleep(1.0)
+    after = alice.get(f"/api/jobs/{probe['id']}").get_json()
+    assert after["status"] == "cancelled" and after["attempts"] == 0 and after["started_at"] is None
+
+
+def test_only_submitter_or_admin_cancels(app, alice, bob, project, workers, sql, redis_client):
+    job_id, release = _submit_wait(app, project["id"], "inference", _user_id(sql, "alice"))
+    try:
+        res = bob.post(f"/api/jobs/{job_id}/cancel")  # bob is an annotator, not the submitter
+        assert res.status_code == 403
+    finally:
+        redis_client.set(release, "1")
+    assert alice.wait_job(job_id)["status"] == "succeeded"
+
+
+def test_submit_after_commit_marks_job_failed_when_broker_is_down(app, project, settings):
+    """If the message cannot be sent, the job is failed with the reason, never left queued."""
+    from api.extensions import db
+    from store.schema import Job
+    from workers.celery_app import create_celery
+    from workers.runtime import Runtime
+
+    broken = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    celery = create_celery(broken, include_tasks=False)
+    celery.conf.broker_connection_retry = False
+    celery.conf.broker_connection_max_retries = 0
+    celery.conf.broker_transport_options = {"max_retries": 0}
+    runtime = Runtime(settings)
+    with app.app_context():
+        with pytest.raises(Exception):
+            job_service.submit(celery, runtime, db.session, "probe", queue=_queue("inference"), project_id=project["id"])
+        job = db.session.query(Job).order_by(Job.created_at.desc()).first()
+        assert job.status.value == "failed" and "could not enqueue" in job.error

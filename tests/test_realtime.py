@@ -1,0 +1,98 @@
+"""Socket.IO through the real server (gunicorn, threaded) and the Redis message queue."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import requests
+import socketio
+
+from tests.conftest import unique
+from tests.support.procs import ROOT
+from tests.support.sio import Listener
+
+
+def _http(server, token, method, path, **kw):
+    return requests.request(method, server.url + path, headers={"Authorization": f"Bearer {token}"}, timeout=10, **kw)
+
+
+def test_connect_without_a_valid_token_is_refused(server):
+    for auth in (None, {"token": "ll_wrong"}, {"token": 5}):
+        client = socketio.Client(reconnection=False)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            client.connect(server.url, auth=auth, transports=["websocket"], wait_timeout=5)
+
+
+def test_events_reach_a_client_in_another_process(server, workers, tokens):
+    """The acceptance path: a listener process joins a project room; a probe submitted over HTTP
+    shows up there as queued → running → succeeded."""
+    token = tokens["alice"]
+    pid = _http(server, token, "POST", "/api/projects", json={"name": unique("rt")}).json()["id"]
+    script = textwrap.dedent(
+        """
+        import sys, time, socketio
+        seen = []
+        sio = socketio.Client(reconnection=False)
+        sio.on("job", lambda d: seen.append(d["status"]) or print(d["id"], d["status"], flush=True))
+        sio.connect(sys.argv[1], auth={"token": sys.argv[2]}, transports=["websocket"])
+        assert sio.call("join", {"project": int(sys.argv[3])})["ok"]
+        print("joined", flush=True)
+        deadline = time.time() + 30
+        while "succeeded" not in seen and time.time() < deadline:
+            time.sleep(0.05)
+        sio.disconnect()
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, server.url, token, str(pid)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout.readline().strip() == "joined"
+    job = _http(server, token, "POST", "/api/jobs", json={"kind": "probe", "queue": "inference", "project_id": pid}).json()
+    out, _ = proc.communicate(timeout=40)
+    statuses = []
+    for line in out.splitlines():
+        job_id, status = line.split()
+        if job_id == job["id"] and (not statuses or statuses[-1] != status):
+            statuses.append(status)
+    assert statuses == ["queued", "running", "succeeded"], out
+
+
+def test_rooms_are_isolated_between_projects(server, workers, tokens):
+    a_token, b_token = tokens["alice"], tokens["bob"]
+    project_a = _http(server, a_token, "POST", "/api/projects", json={"name": unique("a")}).json()["id"]
+    project_b = _http(server, b_token, "POST", "/api/projects", json={"name": unique("b")}).json()["id"]
+    alice, bob = Listener(server.url, a_token), Listener(server.url, b_token)
+    try:
+        assert alice.join(project=project_a)["ok"]
+        refused = alice.join(project=project_b)
+        assert refused["ok"] is False and str(project_b) in refused["error"]
+        assert bob.join(project=project_b)["ok"]
+
+        job_b = _http(server, b_token, "POST", "/api/jobs", json={"kind": "probe", "queue": "inference", "project_id": project_b}).json()
+        assert alice.join(job=job_b["id"])["ok"] is False  # nor B's job room
+        job_a = _http(server, a_token, "POST", "/api/jobs", json={"kind": "probe", "queue": "inference", "project_id": project_a}).json()
+        bob.wait_for(job_b["id"], "succeeded")
+        alice.wait_for(job_a["id"], "succeeded")
+        time.sleep(0.3)
+        assert {e["project_id"] for e in alice.events} == {project_a}
+        assert {e["project_id"] for e in bob.events} == {project_b}
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_job_room_follows_one_job(server, workers, tokens):
+    token = tokens["alice"]
+    job = _http(server, token, "POST", "/api/jobs", json={"kind": "probe", "queue": "deployment"}).json()
+    listener = Listener(server.url, token)
+    try:
+        assert listener.join(job=job["id"])["ok"]
+        listener.wait_for(job["id"], "succeeded")
+        assert listener.events[-1]["result"]["queue"] == "deployment"
+        # the event payload is the REST payload
+        assert listener.events[-1] == _http(server, token, "GET", f"/api/jobs/{job['id']}").json()
+    finally:
+        listener.close()

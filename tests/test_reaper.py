@@ -1,0 +1,109 @@
+"""Killed workers: the reaper ends jobs whose message is gone and requeues those the broker still holds;
+a redelivered job then finishes. Runs against its own Redis database and catalog so that only the
+workers started here consume the queues."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import uuid
+
+import pytest
+import redis
+
+from store import migrate
+from store.schema import Job
+from tests.support.procs import Worker, wait_for_workers
+from workers import jobs as job_service
+from workers.celery_app import create_celery
+from workers.queues import Queue
+from workers.reaper import reap
+from workers.runtime import Runtime
+
+
+@pytest.fixture()
+def isolated(settings, tmp_path):
+    iso = settings.model_copy(update={"data_dir": tmp_path, "database_url": None, "redis_url": "redis://127.0.0.1:6379/13"})
+    iso.__dict__.pop("sqlalchemy_url", None)  # a cached property of the copied settings
+    iso.__dict__.pop("blob_dir", None)
+    iso.ensure_dirs()
+    redis.Redis.from_url(iso.redis_url).flushdb()
+    migrate.upgrade(iso.sqlalchemy_url)
+    runtime = Runtime(iso)
+    celery = create_celery(iso, include_tasks=False)
+    started: list[Worker] = []
+
+    def start(queue: str, **env) -> Worker:
+        w = Worker(iso, queue, tmp_path, name=f"{queue}-{uuid.uuid4().hex[:6]}", env=env)
+        started.append(w)
+        wait_for_workers(celery, {queue})
+        return w
+
+    yield iso, runtime, celery, start
+    for w in started:
+        w.stop()
+    runtime.close()
+
+
+def _submit(runtime, celery, queue: str) -> tuple[str, str]:
+    release = f"lltest:release:{uuid.uuid4().hex}"
+    with runtime.sessions() as session:
+        job = job_service.submit(celery, runtime, session, "test.wait", params={"release_key": release}, queue=Queue(queue))
+        return job.id, release
+
+
+def _job(runtime, job_id) -> Job:
+    with runtime.sessions() as session:
+        return session.get(Job, job_id)
+
+
+def _wait(runtime, job_id, statuses, timeout=30) -> Job:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = _job(runtime, job_id)
+        if job.status.value in statuses:
+            return job
+        time.sleep(0.1)
+    raise TimeoutError(f"{job_id} is {job.status.value}, wanted {statuses}")
+
+
+def _reap_after_heartbeat_expires(iso, runtime):
+    time.sleep(iso.heartbeat_ttl + 0.5)
+    return reap(runtime)
+
+
+def test_early_ack_job_of_a_killed_worker_is_marked_failed(isolated):
+    iso, runtime, celery, start = isolated
+    worker = start("inference")
+    job_id, _ = _submit(runtime, celery, "inference")
+    _wait(runtime, job_id, {"running"})
+    assert reap(runtime).failed == []  # alive: left alone
+    worker.kill(signal.SIGKILL)
+    report = _reap_after_heartbeat_expires(iso, runtime)
+    assert report.failed == [job_id] and report.requeued == []
+    job = _job(runtime, job_id)
+    assert job.status.value == "failed" and "lost" in job.error and job.finished_at is not None
+
+
+def test_acks_late_job_of_a_killed_worker_is_redelivered_and_finishes_once(isolated):
+    iso, runtime, celery, start = isolated
+    first = start("augmentation")
+    job_id, release = _submit(runtime, celery, "augmentation")
+    _wait(runtime, job_id, {"running"})
+    first.kill(signal.SIGKILL)
+
+    report = _reap_after_heartbeat_expires(iso, runtime)
+    assert report.requeued == [job_id] and report.failed == []
+    held = runtime.redis.hgetall("unacked:augmentation")
+    assert [json.loads(v)[0]["headers"]["id"] for v in held.values()] == [job_id]
+    assert _job(runtime, job_id).status.value == "queued"
+
+    # a new pool with a short visibility timeout takes the message back and runs the job again
+    start("augmentation", LOOPLINE_VISIBILITY_TIMEOUTS='{"augmentation": 1}')
+    job = _wait(runtime, job_id, {"running"}, timeout=60)
+    assert job.attempts == 2
+    runtime.redis.set(release, "1")
+    job = _wait(runtime, job_id, {"succeeded", "failed"})
+    assert job.status.value == "succeeded" and job.result["attempt"] == 2
+    assert runtime.redis.hlen("unacked:augmentation") == 0
