@@ -45,9 +45,11 @@ def create_app(config=None) -> Flask:
     register_error_handlers(app)  # after rest.init_app: ours replace smorest's error format
     init_auth(app)
     _limit_json_bodies(app, settings.max_json_bytes)
+    # Websocket only: a connection lives on one socket, so any number of API processes can serve it
+    # without sticky sessions (long polling would need them); events reach every process via Redis.
     socketio.init_app(
         app, async_mode="threading", message_queue=settings.redis_url, channel=runtime.keys.socketio_channel,
-        cors_allowed_origins=[], logger=False, engineio_logger=False,
+        transports=["websocket"], cors_allowed_origins=[], logger=False, engineio_logger=False,
     )
     register_socketio_handlers()
     return app

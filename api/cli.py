@@ -151,12 +151,13 @@ def worker(queue: str, concurrency: int | None, loglevel: str, include: tuple[st
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
-@click.option("--threads", default=64, show_default=True, help="each Socket.IO connection holds one")
-def serve(host: str, port: int, threads: int) -> None:
-    """Run the API with Socket.IO under gunicorn (threaded worker)."""
+@click.option("--threads", default=64, show_default=True, help="per process; each Socket.IO connection holds one")
+@click.option("--workers", type=int, help="processes (default: one per CPU, at most 4)")
+def serve(host: str, port: int, threads: int, workers: int | None) -> None:
+    """Run the API with Socket.IO under gunicorn (threaded workers)."""
     from api.local import gunicorn_argv
 
-    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", *gunicorn_argv(host, port, threads)])
+    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", *gunicorn_argv(host, port, threads, workers)])
 
 
 @main.command()

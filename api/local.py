@@ -25,9 +25,13 @@ from store.settings import Settings
 ADMIN = "admin"
 
 
-def gunicorn_argv(host: str, port: int, threads: int) -> list[str]:
+def default_web_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def gunicorn_argv(host: str, port: int, threads: int, workers: int | None = None) -> list[str]:
     return [
-        "--worker-class", "gthread", "--workers", "1", "--threads", str(threads),
+        "--worker-class", "gthread", "--workers", str(workers or default_web_workers()), "--threads", str(threads),
         "--bind", f"{host}:{port}", "--timeout", "120", "--graceful-timeout", "10",
         "--access-logfile", "-", "--error-logfile", "-", "api.wsgi:app",
     ]

@@ -1,8 +1,7 @@
-"""WSGI entry for gunicorn: `gunicorn -k gthread -w 1 --threads 32 api.wsgi:app`.
+"""WSGI entry for gunicorn: `gunicorn -k gthread -w 2 --threads 64 api.wsgi:app` (what `loopline serve` runs).
 
-One gunicorn worker process serves HTTP and Socket.IO (threading mode, simple-websocket); scale by
-running more such processes behind a load balancer with sticky sessions (the Redis message queue
-already joins their events).
+Each process serves HTTP and Socket.IO (threading mode, simple-websocket). Socket.IO is websocket-only,
+so processes and replicas need no sticky sessions; the Redis message queue joins their events.
 """
 
 from api import create_app
