@@ -179,6 +179,17 @@ def reaper(interval: float, once: bool) -> None:
 
 
 @main.command()
+def services() -> None:
+    """Make sure the local services answer: start Redis if the configured local one does not."""
+    from api.local import ensure_redis
+
+    settings = load_settings()
+    settings.ensure_dirs()
+    ensure_redis(settings)
+    click.echo(f"redis answers at {settings.redis_url}")
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
 @click.option("--concurrency", type=int, help="processes per prefork pool (default: the queue table's)")
