@@ -9,6 +9,7 @@ import time
 import click
 
 from store.settings import load_settings
+from workers.queues import Queue
 
 
 @click.group()
@@ -134,13 +135,13 @@ def token_revoke(prefix: str) -> None:
 
 # --- processes ---------------------------------------------------------------------------------
 @main.command()
-@click.argument("queue", type=click.Choice(["inference", "augmentation", "training", "deployment"]))
+@click.argument("queue", type=click.Choice([q.value for q in Queue]))
 @click.option("-c", "--concurrency", type=int, help="processes (default: the queue table's)")
 @click.option("--loglevel", default="INFO")
 @click.option("-I", "--include", multiple=True, help="extra task modules to import")
 def worker(queue: str, concurrency: int | None, loglevel: str, include: tuple[str, ...]) -> None:
     """Run a worker pool for QUEUE with the flags the queue table prescribes."""
-    from workers.queues import Queue, worker_argv
+    from workers.queues import worker_argv
 
     argv = worker_argv(Queue(queue), concurrency=concurrency, loglevel=loglevel)
     for module in include:
