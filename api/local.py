@@ -111,6 +111,7 @@ class Supervisor:
         self.env = env
         self.commands: dict[str, list[str]] = {}
         self.procs: dict[str, subprocess.Popen] = {}
+        self.started: dict[str, float] = {}
         self.stopping = threading.Event()
 
     def add(self, name: str, argv: list[str]) -> None:
@@ -118,6 +119,7 @@ class Supervisor:
 
     def _start(self, name: str) -> None:
         self.procs[name] = subprocess.Popen(self.commands[name], env=self.env, start_new_session=True)
+        self.started[name] = time.monotonic()
 
     def run(self) -> None:
         for name in self.commands:
@@ -128,7 +130,8 @@ class Supervisor:
             while not self.stopping.wait(1.0):
                 for name, proc in list(self.procs.items()):
                     if proc.poll() is not None:
-                        delay = min(30.0, restarts.get(name, 0.5) * 2)
+                        ran = time.monotonic() - self.started[name]
+                        delay = 1.0 if ran > 60 else min(30.0, restarts.get(name, 0.5) * 2)
                         restarts[name] = delay
                         click.echo(f"{name} exited with {proc.returncode}; restarting in {delay:.0f}s", err=True)
                         time.sleep(delay)

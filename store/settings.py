@@ -6,7 +6,6 @@ so pointing a deployment at PostgreSQL or a remote Redis is one variable each.
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -35,11 +34,11 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
-    @cached_property
+    @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'loopline.db'}"
 
-    @cached_property
+    @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
 

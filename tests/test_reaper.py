@@ -25,8 +25,6 @@ from workers.runtime import Runtime
 @pytest.fixture()
 def isolated(settings, tmp_path):
     iso = settings.model_copy(update={"data_dir": tmp_path, "database_url": None, "redis_url": "redis://127.0.0.1:6379/13"})
-    iso.__dict__.pop("sqlalchemy_url", None)  # a cached property of the copied settings
-    iso.__dict__.pop("blob_dir", None)
     iso.ensure_dirs()
     redis.Redis.from_url(iso.redis_url).flushdb()
     migrate.upgrade(iso.sqlalchemy_url)

@@ -17,6 +17,17 @@ from store.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def stop_group(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM the process group, SIGKILL it if it has not exited within `timeout`."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")}
     env.update(
@@ -55,12 +66,7 @@ class Worker:
             self.proc.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_group(self.proc)
 
 
 def wait_for_workers(celery_app, queues: set[str], timeout: float = 90) -> dict:
@@ -106,9 +112,4 @@ class Server:
         raise TimeoutError("API server did not come up")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        stop_group(self.proc)
