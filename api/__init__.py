@@ -52,7 +52,25 @@ def create_app(config=None) -> Flask:
         transports=["websocket"], cors_allowed_origins=[], logger=False, engineio_logger=False,
     )
     register_socketio_handlers()
+    _subscribe_now(socketio)
     return app
+
+
+def _subscribe_now(sio, timeout: float = 5.0) -> None:
+    """python-socketio joins the Redis channel on a process's first connection, from a background
+    thread; events published before that thread subscribes would be lost. Subscribe at start instead."""
+    import time
+
+    server = sio.server
+    if not server.manager_initialized:
+        server.manager_initialized = True
+        server.manager.initialize()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pubsub = getattr(server.manager, "pubsub", None)
+        if pubsub is not None and pubsub.subscribed:
+            return
+        time.sleep(0.01)
 
 
 def _limit_json_bodies(app: Flask, max_json: int) -> None:

@@ -139,11 +139,12 @@ def token_revoke(prefix: str) -> None:
 @click.option("-c", "--concurrency", type=int, help="processes (default: the queue table's)")
 @click.option("--loglevel", default="INFO")
 @click.option("-I", "--include", multiple=True, help="extra task modules to import")
-def worker(queue: str, concurrency: int | None, loglevel: str, include: tuple[str, ...]) -> None:
+@click.option("--name", help="node name before the @ (default: the queue's name)")
+def worker(queue: str, concurrency: int | None, loglevel: str, include: tuple[str, ...], name: str | None) -> None:
     """Run a worker pool for QUEUE with the flags the queue table prescribes."""
     from workers.queues import worker_argv
 
-    argv = worker_argv(Queue(queue), concurrency=concurrency, loglevel=loglevel)
+    argv = worker_argv(Queue(queue), concurrency=concurrency, loglevel=loglevel, name=name)
     for module in include:
         argv += ["-I", module]
     os.execvp(sys.executable, [sys.executable, "-m", "celery", *argv])

@@ -130,7 +130,7 @@ def workers(settings, catalog, celery_app, log_dir):
     """One real worker pool per queue, started with `loopline worker <queue>`."""
     pools = [Worker(settings, q, log_dir) for q in QUEUES]
     try:
-        wait_for_workers(celery_app, set(QUEUES))
+        wait_for_workers(celery_app, pools)
         yield {w.queue: w for w in pools}
     finally:
         for w in pools:

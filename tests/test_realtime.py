@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -34,30 +35,31 @@ def test_events_reach_a_client_in_another_process(server, workers, tokens):
     pid = _http(server, token, "POST", "/api/projects", json={"name": unique("rt")}).json()["id"]
     script = textwrap.dedent(
         """
-        import sys, time, socketio
+        import json, sys, time, socketio
         seen = []
         sio = socketio.Client(reconnection=False)
-        sio.on("job", lambda d: seen.append(d["status"]) or print(d["id"], d["status"], flush=True))
+        sio.on("job", lambda d: seen.append([d["id"], d["status"]]))
         sio.connect(sys.argv[1], auth={"token": sys.argv[2]}, transports=["websocket"])
         assert sio.call("join", {"project": int(sys.argv[3])})["ok"]
         print("joined", flush=True)
         deadline = time.time() + 30
-        while "succeeded" not in seen and time.time() < deadline:
+        while not any(status == "succeeded" for _, status in seen) and time.time() < deadline:
             time.sleep(0.05)
         sio.disconnect()
+        print(json.dumps(seen), flush=True)
         """
     )
     proc = subprocess.Popen([sys.executable, "-c", script, server.url, token, str(pid)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "joined"
     job = _http(server, token, "POST", "/api/jobs", json={"kind": "probe", "queue": "inference", "project_id": pid}).json()
-    out, _ = proc.communicate(timeout=40)
+    out, err = proc.communicate(timeout=40)
+    assert proc.returncode == 0, err
     statuses = []
-    for line in out.splitlines():
-        job_id, status = line.split()
+    for job_id, status in json.loads(out.strip().splitlines()[-1]):
         if job_id == job["id"] and (not statuses or statuses[-1] != status):
             statuses.append(status)
-    assert statuses == ["queued", "running", "succeeded"], out
+    assert statuses == ["queued", "running", "succeeded"], (out, err)
 
 
 def test_rooms_are_isolated_between_projects(server, workers, tokens):
@@ -84,15 +86,25 @@ def test_rooms_are_isolated_between_projects(server, workers, tokens):
         bob.close()
 
 
-def test_job_room_follows_one_job(server, workers, tokens):
+def test_job_room_follows_one_job(app, server, workers, tokens, redis_client, sql):
+    """A client that joins a running job's room sees its progress and its end; the last event is
+    exactly what the REST API returns for the job."""
+    from tests.test_jobs import _submit_wait
+
     token = tokens["alice"]
-    job = _http(server, token, "POST", "/api/jobs", json={"kind": "probe", "queue": "deployment"}).json()
+    alice_id = sql("SELECT id FROM users WHERE name = 'alice'")[0][0]
+    job_id, release = _submit_wait(app, None, "deployment", alice_id)
     listener = Listener(server.url, token)
     try:
-        assert listener.join(job=job["id"])["ok"]
-        listener.wait_for(job["id"], "succeeded")
-        assert listener.events[-1]["result"]["queue"] == "deployment"
-        # the event payload is the REST payload
-        assert listener.events[-1] == _http(server, token, "GET", f"/api/jobs/{job['id']}").json()
+        assert listener.join(job=job_id)["ok"]
+        deadline = time.monotonic() + 10
+        while not any(e["status"] == "running" and e["details"].get("steps") for e in listener.events):
+            assert time.monotonic() < deadline, listener.events
+            time.sleep(0.05)
+        redis_client.set(release, "1")
+        listener.wait_for(job_id, "succeeded")
+        assert listener.events[-1]["result"]["attempt"] == 1
+        assert listener.events[-1] == _http(server, token, "GET", f"/api/jobs/{job_id}").json()
     finally:
+        redis_client.set(release, "1")
         listener.close()

@@ -33,9 +33,9 @@ def isolated(settings, tmp_path):
     started: list[Worker] = []
 
     def start(queue: str, **env) -> Worker:
-        w = Worker(iso, queue, tmp_path, name=f"{queue}-{uuid.uuid4().hex[:6]}", env=env)
+        w = Worker(iso, queue, tmp_path, env=env)
         started.append(w)
-        wait_for_workers(celery, {queue})
+        wait_for_workers(celery, [w])
         return w
 
     yield iso, runtime, celery, start

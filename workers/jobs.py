@@ -84,8 +84,10 @@ def create_job(
 
 
 def enqueue(celery: Celery, runtime: Runtime, job: Job) -> None:
-    """Send the committed job's message and announce it. Call only after the commit."""
+    """Announce the committed job, then send its message. In that order: a fast worker's `running`
+    event must never reach clients before this `queued` one."""
     queue = Queue(job.queue)
+    runtime.events.job(job_payload(job))
     celery.send_task(
         get_kind(job.kind).task_name(queue),
         args=[job.id],
@@ -94,7 +96,6 @@ def enqueue(celery: Celery, runtime: Runtime, job: Job) -> None:
         routing_key=queue.value,
         **message_options(queue),
     )
-    runtime.events.job(job_payload(job))
 
 
 def submit(celery: Celery, runtime: Runtime, session: Session, kind: str, **fields) -> Job:

@@ -59,11 +59,14 @@ def unacked_key(queue: Queue | None) -> str:
     return "unacked" if queue is None else f"unacked:{queue.value}"
 
 
-def worker_argv(queue: Queue, *, concurrency: int | None = None, loglevel: str = "INFO") -> list[str]:
-    """`celery worker` arguments for a pool serving `queue`, as the table prescribes."""
+def worker_argv(
+    queue: Queue, *, concurrency: int | None = None, loglevel: str = "INFO", name: str | None = None
+) -> list[str]:
+    """`celery worker` arguments for a pool serving `queue`, as the table prescribes.
+    The node is called `<queue>@<host>` unless `name` says otherwise."""
     s = QUEUES[queue]
     argv = [
-        "-A", "workers", "worker", "-Q", queue.value, "-n", f"{queue.value}@%h",
+        "-A", "workers", "worker", "-Q", queue.value, "-n", f"{name or queue.value}@%h",
         "--pool", s.pool, "--prefetch-multiplier", "1", "--loglevel", loglevel,
         "--without-mingle", "--without-gossip",
     ]

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import requests
@@ -49,11 +50,12 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
 class Worker:
     """`loopline worker <queue>` as a subprocess, with the test job kind included."""
 
-    def __init__(self, settings: Settings, queue: str, log_dir: Path, *, name: str | None = None, env: dict | None = None):
+    def __init__(self, settings: Settings, queue: str, log_dir: Path, *, env: dict | None = None):
         self.queue = queue
-        self.name = name or queue
+        self.name = f"{queue}-{uuid.uuid4().hex[:6]}"  # unique: the tests wait for this very node
         self.log = log_dir / f"worker-{self.name}.log"
-        cmd = [sys.executable, "-m", "api.cli", "worker", queue, "-c", "1", "-I", "tests.support.jobs", "--loglevel", "INFO"]
+        cmd = [sys.executable, "-m", "api.cli", "worker", queue, "-c", "1", "-I", "tests.support.jobs",
+               "--loglevel", "INFO", "--name", self.name]
         self.hostname = f"{self.name}@{socket.gethostname()}"
         env = settings_env(settings, **(env or {}))
         with open(self.log, "ab") as out:
@@ -69,17 +71,20 @@ class Worker:
         stop_group(self.proc)
 
 
-def wait_for_workers(celery_app, queues: set[str], timeout: float = 90) -> dict:
-    """Block until every queue in `queues` has a worker consuming it; return {worker: [queues]}."""
+def wait_for_workers(celery_app, workers: list[Worker], timeout: float = 90) -> dict:
+    """Block until each of these worker nodes answers and consumes its queue; return {node: [queues]}."""
     deadline = time.monotonic() + timeout
     seen: dict = {}
     while time.monotonic() < deadline:
         replies = celery_app.control.inspect(timeout=1.0).active_queues() or {}
         seen = {w: [q["name"] for q in qs] for w, qs in replies.items()}
-        if queues <= {q for qs in seen.values() for q in qs}:
+        if all(w.queue in seen.get(w.hostname, []) for w in workers):
             return seen
+        for w in workers:
+            if w.proc.poll() is not None:
+                raise RuntimeError(f"worker {w.name} exited: {w.log.read_text()[-2000:]}")
         time.sleep(0.3)
-    raise TimeoutError(f"workers for {queues} did not come up; saw {seen}")
+    raise TimeoutError(f"workers {[w.hostname for w in workers]} did not come up; saw {seen}")
 
 
 def free_port() -> int:
