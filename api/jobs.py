@@ -13,7 +13,7 @@ from api.auth import current_user, project_access, role_in
 from api.blueprint import Blueprint, page
 from api.errors import ApiError
 from api.extensions import celery, db, runtime
-from api.schemas import JobIn, JobOut, JobPage, JobQuery
+from api.schemas import JobBatchIn, JobIn, JobList, JobOut, JobPage, JobQuery
 from store.schema import Job, Membership, Role
 from workers import jobs as job_service
 from workers.registry import get_kind
@@ -58,22 +58,37 @@ class Jobs(MethodView):
     @bp.response(202, JobOut)
     def post(self, data):
         """Enqueue a job. The probe runs on the queue you name and proves it end to end."""
-        kind = get_kind(data["kind"])
-        if kind.name not in GENERIC_KINDS:
-            raise ApiError(400, f"job kind {kind.name!r} is submitted through its own resource", fields={"kind": ["not submittable here"]})
-        extra = sorted(set(data["params"]) - GENERIC_KINDS[kind.name])
-        if extra:
-            raise ApiError(400, f"{kind.name} takes no params {extra}", fields={"params": [f"unknown: {extra}"]})
-        queue = data.get("queue") or kind.queue
-        if queue is None:
-            raise ApiError(400, f"job kind {kind.name!r} needs a queue", fields={"queue": ["required for this kind"]})
-        if data["project_id"] is not None:
-            project_access(data["project_id"], Role.annotator)
-        job = job_service.submit(
-            celery(), runtime(), db.session, kind.name, params=data["params"], queue=queue,
-            project_id=data["project_id"], user_id=current_user().id,
-        )
+        job = job_service.submit_many(celery(), runtime(), db.session, [_job_spec(data)])[0]
         return job_service.job_payload(job)
+
+
+@bp.route("/batch")
+class JobBatch(MethodView):
+    @bp.arguments(JobBatchIn)
+    @bp.response(202, JobList)
+    def post(self, data):
+        """Enqueue up to 500 jobs in one request: all are validated before any is written."""
+        specs = [_job_spec(item, f"jobs.{i}.") for i, item in enumerate(data["jobs"])]
+        jobs = job_service.submit_many(celery(), runtime(), db.session, specs)
+        return {"items": [job_service.job_payload(j) for j in jobs]}
+
+
+def _job_spec(data: dict, where: str = "") -> dict:
+    """Check one submission (kind, params, queue, project role) and return what `submit_many` takes."""
+    kind = get_kind(data["kind"])
+    if kind.name not in GENERIC_KINDS:
+        raise ApiError(400, f"job kind {kind.name!r} is submitted through its own resource",
+                       fields={f"{where}kind": ["not submittable here"]})
+    extra = sorted(set(data["params"]) - GENERIC_KINDS[kind.name])
+    if extra:
+        raise ApiError(400, f"{kind.name} takes no params {extra}", fields={f"{where}params": [f"unknown: {extra}"]})
+    queue = data.get("queue") or kind.queue
+    if queue is None:
+        raise ApiError(400, f"job kind {kind.name!r} needs a queue", fields={f"{where}queue": ["required for this kind"]})
+    if data["project_id"] is not None:
+        project_access(data["project_id"], Role.annotator)
+    return {"kind": kind.name, "params": data["params"], "queue": queue, "project_id": data["project_id"],
+            "user_id": current_user().id}
 
 
 @bp.route("/<string:job_id>")

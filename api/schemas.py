@@ -170,6 +170,10 @@ class JobIn(Strict):
     params = fields.Dict(load_default=dict)
 
 
+class JobBatchIn(Strict):
+    jobs = fields.List(fields.Nested(JobIn), required=True, validate=validate.Length(min=1, max=500))
+
+
 class JobQuery(PageQuery):
     project_id = fields.Integer(validate=validate.Range(min=1))
     kind = fields.String()
@@ -214,4 +218,5 @@ ProjectPage = page_of(ProjectOut, "ProjectPage")
 ClassPage = page_of(ClassOut, "ClassPage")
 LabelMapPage = page_of(LabelMapOut, "LabelMapPage")
 JobPage = page_of(JobOut, "JobPage")
+JobList = Schema.from_dict({"items": fields.List(fields.Nested(JobOut))}, name="JobList")
 MemberPage = page_of(MembershipOut, "MemberPage")

@@ -133,3 +133,28 @@ def test_submit_after_commit_marks_job_failed_when_broker_is_down(app, project, 
             job_service.submit(celery, runtime, db.session, "probe", queue=_queue("inference"), project_id=project["id"])
         job = db.session.query(Job).order_by(Job.created_at.desc()).first()
         assert job.status.value == "failed" and "could not enqueue" in job.error
+
+
+def test_batch_submission_runs_every_job(alice, project, workers):
+    jobs = [{"kind": "probe", "queue": q, "project_id": project["id"]} for q in QUEUES]
+    res = alice.post("/api/jobs/batch", json={"jobs": jobs})
+    assert res.status_code == 202, res.get_json()
+    items = res.get_json()["items"]
+    assert [j["queue"] for j in items] == list(QUEUES) and {j["status"] for j in items} == {"queued"}
+    done = [alice.wait_job(j["id"]) for j in items]
+    assert [(j["status"], j["result"]["queue"]) for j in done] == [("succeeded", q) for q in QUEUES]
+
+
+def test_batch_is_all_or_nothing(alice, carol, project, sql):
+    before = sql("SELECT count(*) FROM jobs")[0][0]
+    good = {"kind": "probe", "queue": "inference"}
+    bad = alice.post("/api/jobs/batch", json={"jobs": [good, {"kind": "probe", "queue": "gpu"}]})
+    assert bad.status_code == 400 and "jobs" in bad.get_json()["error"]["fields"]
+    res = alice.post("/api/jobs/batch", json={"jobs": [good, {**good, "params": {"x": 1}}]})
+    assert res.status_code == 400 and "jobs.1.params" in res.get_json()["error"]["fields"]
+    # a viewer may not submit into the project, even as the second of two
+    res = carol.post("/api/jobs/batch", json={"jobs": [good, {**good, "project_id": project["id"]}]})
+    assert res.status_code == 403
+    assert alice.post("/api/jobs/batch", json={"jobs": []}).status_code == 400
+    assert alice.post("/api/jobs/batch", json={"jobs": [good] * 501}).status_code == 400
+    assert sql("SELECT count(*) FROM jobs")[0][0] == before

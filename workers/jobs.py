@@ -83,7 +83,7 @@ def create_job(
     return job
 
 
-def enqueue(celery: Celery, runtime: Runtime, job: Job) -> None:
+def enqueue(celery: Celery, runtime: Runtime, job: Job, producer=None) -> None:
     """Announce the committed job, then send its message. In that order: a fast worker's `running`
     event must never reach clients before this `queued` one."""
     queue = Queue(job.queue)
@@ -94,23 +94,35 @@ def enqueue(celery: Celery, runtime: Runtime, job: Job) -> None:
         task_id=job.id,
         queue=queue.value,
         routing_key=queue.value,
+        producer=producer,
         **message_options(queue),
     )
 
 
 def submit(celery: Celery, runtime: Runtime, session: Session, kind: str, **fields) -> Job:
     """Create, commit, then enqueue. If sending fails the job is marked failed, never left queued."""
-    job = create_job(session, kind, **fields)
+    return submit_many(celery, runtime, session, [{"kind": kind, **fields}])[0]
+
+
+def submit_many(celery: Celery, runtime: Runtime, session: Session, specs: list[dict]) -> list[Job]:
+    """Several jobs in one transaction, sent over one producer connection. Jobs whose message could
+    not be sent are marked failed with the reason, and the error is raised."""
+    jobs = [create_job(session, spec["kind"], **{k: v for k, v in spec.items() if k != "kind"}) for spec in specs]
     session.commit()
+    sent = 0
     try:
-        enqueue(celery, runtime, job)
+        with celery.producer_or_acquire() as producer:
+            for job in jobs:
+                enqueue(celery, runtime, job, producer)
+                sent += 1
     except Exception as exc:
-        job.status = JobStatus.failed
-        job.error = f"could not enqueue: {type(exc).__name__}: {exc}"
-        job.finished_at = utcnow()
+        for job in jobs[sent:]:
+            job.status = JobStatus.failed
+            job.error = f"could not enqueue: {type(exc).__name__}: {exc}"
+            job.finished_at = utcnow()
         session.commit()
         raise
-    return job
+    return jobs
 
 
 def cancel(celery: Celery, runtime: Runtime, session: Session, job: Job) -> Job:
