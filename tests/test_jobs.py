@@ -6,6 +6,7 @@ import time
 import uuid
 
 import pytest
+from kombu.exceptions import OperationalError
 
 from workers import jobs as job_service
 
@@ -129,7 +130,7 @@ def test_submit_after_commit_marks_job_failed_when_broker_is_down(app, project, 
     celery.conf.broker_transport_options = {"max_retries": 0}
     runtime = Runtime(settings)
     with app.app_context():
-        with pytest.raises(Exception):
+        with pytest.raises(OperationalError, match="Connection refused|Error"):
             job_service.submit(celery, runtime, db.session, "probe", queue=_queue("inference"), project_id=project["id"])
         job = db.session.query(Job).order_by(Job.created_at.desc()).first()
         assert job.status.value == "failed" and "could not enqueue" in job.error
