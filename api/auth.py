@@ -12,7 +12,7 @@ from flask import Flask, g, request
 from api.errors import ApiError
 from api.extensions import db
 from store.accounts import user_for_token
-from store.schema import Membership, Project, Role, User
+from store.schema import Job, Membership, Project, Role, User
 from store.schema.base import utcnow
 
 PUBLIC_ENDPOINTS = {"system.Health"}  # liveness probes carry no token
@@ -70,6 +70,15 @@ def role_in(project_id: int, user: User) -> Role | None:
     if user.is_superuser and db.session.get(Project, project_id) is not None:
         return Role.admin
     return None
+
+
+def may_see_job(job: Job | None, user: User) -> bool:
+    """A project's jobs are visible to its members; a job without a project to its submitter."""
+    if job is None:
+        return False
+    if job.project_id is not None:
+        return role_in(job.project_id, user) is not None
+    return job.user_id == user.id or user.is_superuser
 
 
 def project_access(project_id: int, need: Role = Role.viewer) -> tuple[Project, Role]:

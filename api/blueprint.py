@@ -1,4 +1,5 @@
-"""flask-smorest Blueprint that answers bad input with 400 (webargs' default is 422), and a pager."""
+"""flask-smorest Blueprint that answers bad input with 400 (webargs' default is 422), and the helpers
+every resource's views share: a pager and the "name already taken" check."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import flask_smorest
 from sqlalchemy import Select, func, select
 from webargs.flaskparser import FlaskParser
 
+from api.errors import ApiError
 from api.extensions import db
 
 
@@ -17,8 +19,19 @@ class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = _Parser()
 
 
-def page(query: Select, args: dict, dump) -> dict:
-    """Run `query` for one page; total comes from a COUNT over the same filters."""
+def page(query: Select, args: dict, dump, *, scalars: bool = True) -> dict:
+    """Run `query` for one page; total comes from a COUNT over the same filters. With `scalars=False`
+    each item handed to `dump` is a row of several columns."""
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    rows = db.session.scalars(query.limit(args["limit"]).offset(args["offset"])).all()
+    window = query.limit(args["limit"]).offset(args["offset"])
+    rows = db.session.scalars(window).all() if scalars else db.session.execute(window).all()
     return {"items": [dump(r) for r in rows], "total": total, "limit": args["limit"], "offset": args["offset"]}
+
+
+def ensure_name_free(model, name: str, message: str, *, exclude_id: int | None = None, **scope) -> None:
+    """409 naming the field when another `model` row in the same scope (e.g. project_id=3) has `name`."""
+    q = select(model.id).where(model.name == name, *(getattr(model, k) == v for k, v in scope.items()))
+    if exclude_id is not None:
+        q = q.where(model.id != exclude_id)
+    if db.session.scalar(q) is not None:
+        raise ApiError(409, message, fields={"name": ["already taken"]})

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask.views import MethodView
 from sqlalchemy import or_, select
 
-from api.auth import current_user, project_access, role_in
+from api.auth import current_user, may_see_job, project_access, role_in
 from api.blueprint import Blueprint, page
 from api.errors import ApiError
 from api.extensions import celery, db, runtime
@@ -24,14 +24,10 @@ GENERIC_KINDS = {"probe": set()}  # kind -> accepted params
 
 
 def visible_job(job_id: str) -> Job:
-    user = current_user()
     job = db.session.get(Job, job_id)
-    if job is not None:
-        if job.project_id is not None and role_in(job.project_id, user) is not None:
-            return job
-        if job.project_id is None and (job.user_id == user.id or user.is_superuser):
-            return job
-    raise ApiError(404, f"job {job_id} not found")
+    if not may_see_job(job, current_user()):
+        raise ApiError(404, f"job {job_id} not found")
+    return job
 
 
 @bp.route("")

@@ -6,7 +6,7 @@ from flask.views import MethodView
 from sqlalchemy import func, select
 
 from api.auth import project_access
-from api.blueprint import Blueprint, page
+from api.blueprint import Blueprint, ensure_name_free, page
 from api.errors import ApiError
 from api.extensions import db
 from api.schemas import (
@@ -26,12 +26,9 @@ def _get_class(project_id: int, class_id: int) -> LabelClass:
 
 
 def _unique_name(model, project_id: int, name: str, exclude_id: int | None = None) -> None:
-    q = select(model.id).where(model.project_id == project_id, model.name == name)
-    if exclude_id is not None:
-        q = q.where(model.id != exclude_id)
-    if db.session.scalar(q) is not None:
-        what = "class" if model is LabelClass else "label map"
-        raise ApiError(409, f"a {what} named {name!r} already exists in project {project_id}", fields={"name": ["already taken"]})
+    what = "class" if model is LabelClass else "label map"
+    ensure_name_free(model, name, f"a {what} named {name!r} already exists in project {project_id}",
+                     exclude_id=exclude_id, project_id=project_id)
 
 
 @bp.route("/classes")

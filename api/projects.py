@@ -6,7 +6,7 @@ from flask.views import MethodView
 from sqlalchemy import func, select
 
 from api.auth import current_user, project_access
-from api.blueprint import Blueprint, page
+from api.blueprint import Blueprint, ensure_name_free, page
 from api.errors import ApiError
 from api.extensions import db
 from api.schemas import MemberIn, MembershipOut, MemberPage, PageQuery, ProjectIn, ProjectOut, ProjectPage, ProjectPatch
@@ -23,11 +23,7 @@ def project_out(project: Project, role: Role) -> dict:
 
 
 def _name_free(name: str, exclude_id: int | None = None) -> None:
-    q = select(Project.id).where(Project.name == name)
-    if exclude_id is not None:
-        q = q.where(Project.id != exclude_id)
-    if db.session.scalar(q) is not None:
-        raise ApiError(409, f"a project named {name!r} already exists", fields={"name": ["already taken"]})
+    ensure_name_free(Project, name, f"a project named {name!r} already exists", exclude_id=exclude_id)
 
 
 @bp.route("")
@@ -45,11 +41,7 @@ class Projects(MethodView):
             q = select(Project, Membership.role).join(Membership, Membership.project_id == Project.id).where(
                 Membership.user_id == user.id
             )
-        q = q.order_by(Project.id)
-        total = db.session.scalar(select(func.count()).select_from(q.subquery()))
-        rows = db.session.execute(q.limit(args["limit"]).offset(args["offset"])).all()
-        items = [project_out(p, Role(r)) for p, r in rows]
-        return {"items": items, "total": total, "limit": args["limit"], "offset": args["offset"]}
+        return page(q.order_by(Project.id), args, lambda row: project_out(row[0], Role(row[1])), scalars=False)
 
     @bp.arguments(ProjectIn)
     @bp.response(201, ProjectOut)

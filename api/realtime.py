@@ -6,10 +6,10 @@ any process through the Redis message queue; this server relays them to the room
 
 from __future__ import annotations
 
-from flask import request, session
+from flask import session
 from flask_socketio import ConnectionRefusedError, join_room, leave_room
 
-from api.auth import authenticate, role_in
+from api.auth import authenticate, may_see_job, role_in, token_from_request
 from api.extensions import db, socketio
 from store.schema import Job, User
 
@@ -17,9 +17,7 @@ from store.schema import Job, User
 def _token(auth) -> str | None:
     if isinstance(auth, dict) and isinstance(auth.get("token"), str):
         return auth["token"]
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+    return token_from_request()
 
 
 def _user() -> User | None:
@@ -40,11 +38,7 @@ def _room_allowed(user: User, data) -> tuple[str | None, str | None]:
         return f"project:{pid}", None
     if "job" in data:
         job = db.session.get(Job, data["job"]) if isinstance(data["job"], str) else None
-        ok = job is not None and (
-            (job.project_id is not None and role_in(job.project_id, user) is not None)
-            or (job.project_id is None and (job.user_id == user.id or user.is_superuser))
-        )
-        if not ok:
+        if not may_see_job(job, user):
             return None, f"job {data['job']} not found"
         return f"job:{job.id}", None
     return None, "send {'project': <id>} or {'job': <id>}"

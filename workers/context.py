@@ -28,7 +28,6 @@ from workers.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-_TERMINAL = [s for s in JobStatus if s.terminal]
 _RUNTIMES: dict[int, Runtime] = {}
 
 
@@ -70,7 +69,6 @@ class JobContext:
         self.attempts = 0
         self._payload: dict = {}
         self._last_write = self._last_emit = self._last_cancel_check = 0.0
-        self._dirty = False
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self._token = f"{worker}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # who holds the heartbeat
@@ -148,7 +146,6 @@ class JobContext:
             self._payload["message"] = message
         if details:
             self._payload["details"] = {**self._payload.get("details", {}), **details}
-        self._dirty = True
         now = time.monotonic()
         s = self.rt.settings
         if now - self._last_cancel_check >= 0.2:
@@ -172,7 +169,6 @@ class JobContext:
             )
             cancel = session.scalar(select(Job.cancel_requested).where(Job.id == self.id))
             session.commit()
-        self._dirty = False
         if cancel:
             raise JobCancelled(self.id)
 
