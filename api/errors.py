@@ -58,6 +58,11 @@ def _summary(fields: dict) -> str:
     return "; ".join(parts)
 
 
+def invalid_input(fields: dict) -> ApiError:
+    """The 400 for a marshmallow error dict ({"field": ["problem"]}), shaped like every validation error."""
+    return ApiError(400, "invalid input: " + _summary(fields), code="invalid_input", fields=fields)
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(e: ApiError):
@@ -68,8 +73,8 @@ def register_error_handlers(app: Flask) -> None:
         data = getattr(e, "data", None) or {}
         messages = data.get("messages")
         if messages:
-            fields = _flatten(messages)
-            return error_response(e.code or 400, "invalid input: " + _summary(fields), code="invalid_input", fields=fields)
+            err = invalid_input(_flatten(messages))
+            return error_response(e.code or 400, err.message, code=err.code, fields=err.fields)
         message = data.get("message") or e.description or e.name
         if e.code == 413:
             message = "request body too large"

@@ -109,7 +109,7 @@ def _entries(project_id: int, class_ids: list[int]) -> list[LabelMapEntry]:
     return [LabelMapEntry(position=i, class_id=c) for i, c in enumerate(class_ids)]
 
 
-def _get_map(project_id: int, map_id: int) -> LabelMap:
+def get_label_map(project_id: int, map_id: int) -> LabelMap:
     obj = db.session.get(LabelMap, map_id)
     if obj is None or obj.project_id != project_id:
         raise ApiError(404, f"label map {map_id} not found in project {project_id}")
@@ -148,7 +148,7 @@ class LabelMapItem(MethodView):
     @bp.response(200, LabelMapOut)
     def get(self, project_id, map_id):
         project_access(project_id)
-        return label_map_out(_get_map(project_id, map_id))
+        return label_map_out(get_label_map(project_id, map_id))
 
     @bp.arguments(LabelMapPatch)
     @bp.response(200, LabelMapOut)
@@ -156,7 +156,7 @@ class LabelMapItem(MethodView):
         """Rename or change the class list. A map that datasets or checkpoints were built from is frozen:
         their class ids must keep meaning the same classes; create a new map instead."""
         project_access(project_id, Role.admin)
-        obj = _get_map(project_id, map_id)
+        obj = get_label_map(project_id, map_id)
         if "name" in data:
             _unique_name(LabelMap, project_id, data["name"], exclude_id=obj.id)
             obj.name = data["name"]
@@ -177,7 +177,7 @@ class LabelMapItem(MethodView):
     @bp.response(204)
     def delete(self, project_id, map_id):
         project_access(project_id, Role.admin)
-        obj = _get_map(project_id, map_id)
+        obj = get_label_map(project_id, map_id)
         users = _map_users(obj.id)
         if users:
             raise ApiError(409, f"label map {obj.id} is used by {', '.join(users)}")

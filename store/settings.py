@@ -25,6 +25,15 @@ class Settings(BaseSettings):
     progress_emit_interval: float = Field(default=0.1, ge=0, description="seconds between job progress events")
     heartbeat_interval: float = Field(default=5.0, gt=0, description="seconds between a running job's heartbeats")
     heartbeat_ttl: float = Field(default=30.0, gt=0, description="a job whose heartbeat is older is presumed dead")
+    max_image_bytes: int = Field(default=50 * 1024 * 1024, gt=0, description="largest accepted image file")
+    max_image_pixels: int = Field(default=64_000_000, gt=0, description="width*height above this is refused (decompression bombs)")
+    thumbnail_size: int = Field(default=256, ge=16, le=2048, description="longest side of stored thumbnails")
+    max_upload_items: int = Field(default=10_000, gt=0, description="files, zip members and URLs in one upload")
+    max_zip_bytes: int = Field(default=4 * 1024**3, gt=0, description="total uncompressed size of one uploaded zip")
+    fetch_timeout: float = Field(default=20.0, gt=0, description="seconds for one URL fetch, redirects included")
+    fetch_allow_networks: list[str] = Field(
+        default_factory=list, description='CIDRs URL fetches may reach although not public, JSON: ["10.1.2.0/24"]'
+    )
     visibility_timeouts: dict[str, int] = Field(
         default_factory=dict, description='per-queue override of the broker visibility timeout, JSON: {"augmentation": 600}'
     )
@@ -42,9 +51,15 @@ class Settings(BaseSettings):
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
 
+    @property
+    def staging_dir(self) -> Path:
+        """Uploads wait here, one folder per upload, until their ingest job has read them."""
+        return self.data_dir / "staging"
+
     def ensure_dirs(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.blob_dir.mkdir(parents=True, exist_ok=True)
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
 
 
 def load_settings(**overrides) -> Settings:

@@ -30,6 +30,8 @@ def settings(tmp_path_factory) -> Settings:
     return load_settings(
         data_dir=data_dir, database_url=DATABASE_URL, redis_url=REDIS_URL, key_prefix="lltest",
         heartbeat_interval=0.5, heartbeat_ttl=3, progress_write_interval=0.2, progress_emit_interval=0.0,
+        max_image_bytes=1_000_000, max_image_pixels=16_000_000, fetch_timeout=5,
+        fetch_allow_networks=["127.0.0.2/32"],  # the tests' image server; 127.0.0.1 stays refused
     )
 
 

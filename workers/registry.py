@@ -31,6 +31,11 @@ KINDS: dict[str, JobKind] = {
             "reports the worker's host, pool and versions, round-trips the catalog and Redis, "
             "and recounts the project's statistics when a project is given",
         ),
+        JobKind(
+            "ingest",
+            "checks, converts, thumbnails and stores uploaded images, zips and URLs; one outcome per file",
+            Queue.augmentation,
+        ),
     ]
 }
 

@@ -56,6 +56,13 @@ class LabelMapEntry(Base):
 
 
 class Image(Base):
+    """An ingested picture, stored as RGB (JPEG or PNG) with its EXIF orientation applied.
+
+    `sha256` is the hash of the uploaded bytes (duplicates in a project are found by it); `blob_key` is the
+    hash of the stored bytes. `annotation_revision` grows with every change to the image's boxes or reviews:
+    writers send the revision they saw, and the data revision of a label map sums it.
+    """
+
     __tablename__ = "images"
     __table_args__ = (UniqueConstraint("project_id", "sha256", name="uq_images_project_sha256"),)
 
@@ -66,10 +73,12 @@ class Image(Base):
     thumb_key: Mapped[str | None] = mapped_column(String(128))
     width: Mapped[int]
     height: Mapped[int]
-    format: Mapped[str] = mapped_column(String(16))
+    format: Mapped[str] = mapped_column(String(16))  # of the stored bytes: JPEG or PNG
+    source_format: Mapped[str] = mapped_column(String(16), default="", server_default="")  # of the upload
     size_bytes: Mapped[int]
     original_name: Mapped[str] = mapped_column(String(512), default="")
     annotation_revision: Mapped[int] = mapped_column(default=0)
+    job_id: Mapped[str | None] = mapped_column(String(36), index=True)  # the ingest job that added it
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

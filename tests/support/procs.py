@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -30,19 +31,12 @@ def stop_group(proc: subprocess.Popen, timeout: float = 20) -> None:
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that gives a child process these very settings (every field, as LOOPLINE_*)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")}
-    env.update(
-        LOOPLINE_DATA_DIR=str(settings.data_dir),
-        LOOPLINE_DATABASE_URL=settings.sqlalchemy_url,
-        LOOPLINE_REDIS_URL=settings.redis_url,
-        LOOPLINE_KEY_PREFIX=settings.key_prefix,
-        LOOPLINE_HEARTBEAT_INTERVAL=str(settings.heartbeat_interval),
-        LOOPLINE_HEARTBEAT_TTL=str(settings.heartbeat_ttl),
-        LOOPLINE_PROGRESS_WRITE_INTERVAL=str(settings.progress_write_interval),
-        LOOPLINE_PROGRESS_EMIT_INTERVAL=str(settings.progress_emit_interval),
-        PYTHONPATH=str(ROOT),
-        PYTHONUNBUFFERED="1",
-    )
+    for name, value in settings.model_dump(mode="json").items():
+        if value is not None:
+            env[f"LOOPLINE_{name.upper()}"] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    env.update(LOOPLINE_DATABASE_URL=settings.sqlalchemy_url, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     env.update(extra)
     return env
 

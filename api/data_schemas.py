@@ -1,0 +1,208 @@
+"""Schemas of the data side: images, boxes, reviews, queries, COCO interop."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from api.schemas import Id, PageQuery, Strict, page_of
+from store.schema import AnnotationSource, AnnotationStatus, Verdict
+
+_COORD = {"allow_nan": False, "validate": validate.Range(min=0)}
+_SIZE = {"allow_nan": False, "validate": validate.Range(min=0, min_inclusive=False)}
+
+
+class Revision(fields.Integer):
+    def __init__(self, **kw):
+        kw.setdefault("metadata", {"description": "the image's annotation revision you last read; 409 if it moved on"})
+        super().__init__(strict=True, required=True, validate=validate.Range(min=0), **kw)
+
+
+# --- images ------------------------------------------------------------------------------------
+class UrlsIn(Strict):
+    urls = fields.List(fields.String(validate=validate.Length(min=1, max=4096)), required=True,
+                       validate=validate.Length(min=1, max=10_000))
+
+
+class ImageQuery(PageQuery):
+    annotated = fields.Boolean(metadata={"description": "has at least one box (any status) or none"})
+    class_id = Id(metadata={"description": "has a box of this class"})
+    source = fields.Enum(AnnotationSource, by_value=True, metadata={"description": "has a box from this source"})
+    status = fields.Enum(AnnotationStatus, by_value=True, metadata={"description": "has a box with this status"})
+    reviewed = fields.Boolean(metadata={"description": "true: some prediction was reviewed; false: some prediction awaits review"})
+    failed = fields.Boolean(metadata={"description": "true: in the failed-cases set (a prediction was judged invalid)"})
+    job_id = fields.String(validate=validate.Length(max=36), metadata={"description": "added by this ingest job"})
+    order = fields.String(load_default="newest", validate=validate.OneOf(["newest", "oldest"]))
+
+
+class ImageOut(Schema):
+    id = fields.Integer()
+    project_id = fields.Integer()
+    original_name = fields.String()
+    width = fields.Integer()
+    height = fields.Integer()
+    format = fields.String(metadata={"description": "of the stored RGB image: JPEG or PNG"})
+    source_format = fields.String(metadata={"description": "of the uploaded file"})
+    size_bytes = fields.Integer()
+    sha256 = fields.String(metadata={"description": "of the uploaded bytes (duplicates are found by it)"})
+    revision = fields.Integer(attribute="annotation_revision")
+    boxes = fields.Integer(metadata={"description": "number of boxes, any status"})
+    job_id = fields.String(allow_none=True)
+    created_by = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+    file_url = fields.String()
+    thumbnail_url = fields.String()
+
+
+class ImageDeleted(Schema):
+    image_id = fields.Integer()
+    annotations_deleted = fields.Integer()
+    reviews_deleted = fields.Integer()
+    blobs_deleted = fields.Integer(metadata={"description": "stored files no other image shares"})
+
+
+# --- boxes -------------------------------------------------------------------------------------
+class BoxIn(Strict):
+    class_id = Id(required=True)
+    x = fields.Float(required=True, **_COORD)
+    y = fields.Float(required=True, **_COORD)
+    w = fields.Float(required=True, **_SIZE)
+    h = fields.Float(required=True, **_SIZE)
+    source = fields.Enum(AnnotationSource, by_value=True, load_default=AnnotationSource.human)
+    status = fields.Enum(AnnotationStatus, by_value=True,
+                         metadata={"description": "default: accepted for human boxes, proposed for model boxes"})
+    score = fields.Float(allow_none=True, load_default=None, allow_nan=False, validate=validate.Range(min=0, max=1))
+    deployment_id = Id(allow_none=True, load_default=None)
+
+    @validates_schema
+    def _source_fields(self, data, **_):
+        if data.get("source") is AnnotationSource.human and (data.get("score") is not None or data.get("deployment_id")):
+            raise ValidationError("only model boxes carry a score or a deployment", "source")
+
+    @post_load
+    def _default_status(self, data, **_):
+        if "source" in data:
+            human = data["source"] is AnnotationSource.human
+            data.setdefault("status", AnnotationStatus.accepted if human else AnnotationStatus.proposed)
+        return data
+
+
+class BoxCreate(BoxIn):
+    revision = Revision()
+
+
+class BoxPatch(Strict):
+    revision = Revision()
+    class_id = Id()
+    x = fields.Float(**_COORD)
+    y = fields.Float(**_COORD)
+    w = fields.Float(**_SIZE)
+    h = fields.Float(**_SIZE)
+    status = fields.Enum(AnnotationStatus, by_value=True)
+
+
+class BoxReplace(Strict):
+    revision = Revision()
+    items = fields.List(fields.Nested(BoxIn), required=True, validate=validate.Length(max=10_000))
+
+
+class RevisionQuery(Strict):
+    revision = Revision()
+
+
+class ReviewOut(Schema):
+    id = fields.Integer()
+    verdict = fields.String()
+    corrected_box = fields.Dict(allow_none=True)
+    corrected_class_id = fields.Integer(allow_none=True)
+    note = fields.String()
+    reviewer_id = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class AnnotationOut(Schema):
+    id = fields.Integer()
+    image_id = fields.Integer()
+    class_id = fields.Integer()
+    x = fields.Float()
+    y = fields.Float()
+    w = fields.Float()
+    h = fields.Float()
+    source = fields.String()
+    status = fields.String()
+    score = fields.Float(allow_none=True)
+    deployment_id = fields.Integer(allow_none=True)
+    created_by = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+    review = fields.Nested(ReviewOut, allow_none=True)
+
+
+class ImageBoxes(Schema):
+    image_id = fields.Integer()
+    revision = fields.Integer()
+    items = fields.List(fields.Nested(AnnotationOut))
+
+
+class BoxWritten(Schema):
+    revision = fields.Integer(metadata={"description": "the image's new annotation revision"})
+    annotation = fields.Nested(AnnotationOut, allow_none=True)
+
+
+class AnnotationQuery(PageQuery):
+    image_id = Id()
+    class_id = Id()
+    source = fields.Enum(AnnotationSource, by_value=True)
+    status = fields.Enum(AnnotationStatus, by_value=True)
+    reviewed = fields.Boolean()
+    verdict = fields.Enum(Verdict, by_value=True)
+
+
+# --- review ------------------------------------------------------------------------------------
+class CorrectedBox(Strict):
+    x = fields.Float(required=True, **_COORD)
+    y = fields.Float(required=True, **_COORD)
+    w = fields.Float(required=True, **_SIZE)
+    h = fields.Float(required=True, **_SIZE)
+
+
+class ReviewIn(Strict):
+    verdict = fields.Enum(Verdict, by_value=True, required=True)
+    corrected_box = fields.Nested(CorrectedBox, allow_none=True, load_default=None,
+                                  metadata={"description": "where the object really is (invalid verdicts only)"})
+    corrected_class_id = Id(allow_none=True, load_default=None,
+                            metadata={"description": "what the object really is (invalid verdicts only)"})
+    note = fields.String(load_default="", validate=validate.Length(max=10_000))
+
+    @validates_schema
+    def _corrections_need_invalid(self, data, **_):
+        if data["verdict"] is Verdict.valid and (data.get("corrected_box") or data.get("corrected_class_id")):
+            raise ValidationError("a valid prediction needs no correction", "verdict")
+
+
+class FailedCase(Schema):
+    review = fields.Nested(ReviewOut)
+    prediction = fields.Nested(AnnotationOut)
+    image = fields.Nested(ImageOut)
+
+
+# --- queries -----------------------------------------------------------------------------------
+class StatusQuery(Strict):
+    status = fields.Enum(AnnotationStatus, by_value=True, load_default=AnnotationStatus.accepted)
+
+
+class ExamplesQuery(StatusQuery):
+    per_class = fields.Integer(load_default=5, validate=validate.Range(min=1, max=100))
+
+
+class SubsetQuery(Strict):
+    subset = fields.String(load_default="all", validate=validate.OneOf(["all", "failed"]),
+                           metadata={"description": "all selected images, or only the failed cases"})
+
+
+class CocoExportQuery(StatusQuery):
+    label_map_id = Id(metadata={"description": "category ids = the map's class ids; boxes of other classes are left out"})
+
+
+ImagePage = page_of(ImageOut, "ImagePage")
+AnnotationPage = page_of(AnnotationOut, "AnnotationPage")
+FailedCasePage = page_of(FailedCase, "FailedCasePage")

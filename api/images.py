@@ -1,0 +1,204 @@
+"""Images: upload (files, zips or URLs → one ingest job), list with filters, the stored bytes, delete."""
+
+from __future__ import annotations
+
+from flask import request, send_file, url_for
+from flask.views import MethodView
+from marshmallow import ValidationError
+from sqlalchemy import and_, exists, func, select
+
+from api.auth import project_access
+from api.blueprint import Blueprint, page
+from api.data_schemas import ImageDeleted, ImageOut, ImagePage, ImageQuery, UrlsIn
+from api.errors import ApiError, invalid_input
+from api.extensions import db, runtime
+from api.schemas import JobOut
+from api.uploads import ingest_files, submit_ingest, uploaded_files
+from handlers.imaging import ACCEPTED_FORMATS
+from store.schema import Annotation, AnnotationSource, Image, Review, Role, Verdict
+from workers.fetch import FetchRefused, check_url
+from workers.ingest import fetch_policy
+
+bp = Blueprint("images", __name__, url_prefix="/api/projects/<int:project_id>", description="Images and their files")
+
+_MIME = {"JPEG": "image/jpeg", "PNG": "image/png"}
+_CACHE = "private, max-age=31536000, immutable"  # stored bytes never change: the key is their hash
+
+
+def get_image(project_id: int, image_id: int) -> Image:
+    image = db.session.get(Image, image_id)
+    if image is None or image.project_id != project_id:
+        raise ApiError(404, f"image {image_id} not found in project {project_id}")
+    return image
+
+
+def box_count():
+    return (select(func.count()).select_from(Annotation).where(Annotation.image_id == Image.id)
+            .correlate(Image).scalar_subquery())
+
+
+def image_out(image: Image, boxes: int | None = None) -> dict:
+    kw = {"project_id": image.project_id, "image_id": image.id}
+    out = {c: getattr(image, c) for c in (
+        "id", "project_id", "original_name", "width", "height", "format", "source_format", "size_bytes", "sha256",
+        "annotation_revision", "job_id", "created_by", "created_at")}
+    if boxes is None:
+        boxes = db.session.scalar(select(func.count()).select_from(Annotation).where(Annotation.image_id == image.id))
+    out.update(boxes=boxes, file_url=url_for("images.ImageFile", **kw), thumbnail_url=url_for("images.ImageThumbnail", **kw))
+    return out
+
+
+def _has_box(*conditions):
+    return exists().where(Annotation.image_id == Image.id, *conditions)
+
+
+def image_filters(args: dict) -> list:
+    """SQL conditions for the list filters; each is an EXISTS over boxes or reviews, so no rows are loaded."""
+    cond = []
+    if "annotated" in args:
+        cond.append(_has_box() if args["annotated"] else ~_has_box())
+    if "class_id" in args:
+        cond.append(_has_box(Annotation.class_id == args["class_id"]))
+    if "source" in args:
+        cond.append(_has_box(Annotation.source == args["source"]))
+    if "status" in args:
+        cond.append(_has_box(Annotation.status == args["status"]))
+    reviewed = exists().where(Review.annotation_id == Annotation.id)
+    if "reviewed" in args:
+        if args["reviewed"]:
+            cond.append(_has_box(reviewed))
+        else:
+            cond.append(_has_box(Annotation.source == AnnotationSource.model, ~reviewed))
+    if "failed" in args:
+        failed = _has_box(exists().where(Review.annotation_id == Annotation.id, Review.verdict == Verdict.invalid))
+        cond.append(failed if args["failed"] else ~failed)
+    if "job_id" in args:
+        cond.append(Image.job_id == args["job_id"])
+    return cond
+
+
+@bp.route("/images")
+class Images(MethodView):
+    @bp.arguments(ImageQuery, location="query")
+    @bp.response(200, ImagePage)
+    def get(self, args, project_id):
+        """Images of the project, newest first, filtered by what their boxes and reviews are."""
+        project_access(project_id)
+        order = Image.id.desc() if args["order"] == "newest" else Image.id.asc()
+        q = (select(Image, box_count()).where(Image.project_id == project_id, and_(True, *image_filters(args)))
+             .order_by(order))
+        return page(q, args, lambda row: image_out(row[0], row[1]), scalars=False)
+
+    @bp.response(202, JobOut)
+    @bp.doc(requestBody={"content": {
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+        "application/json": {"schema": UrlsIn},
+    }})
+    def post(self, project_id):
+        """Upload images: multipart `files` (images or zips of images), or JSON `{"urls": [...]}`.
+
+        Answers 202 with one ingest job on the augmentation queue. Its result lists every file's outcome:
+        accepted, duplicate (same bytes already in the project) or rejected with the reason."""
+        project_access(project_id, Role.annotator)
+        if request.mimetype == "multipart/form-data":
+            files = uploaded_files()
+            if not files:
+                raise ApiError(400, "no files: send images or zips in the multipart field 'files'",
+                               fields={"files": ["required"]})
+            return ingest_files(project_id, files)
+        if not request.is_json:
+            raise ApiError(415, "send multipart/form-data with 'files', or JSON with 'urls'")
+        try:
+            data = UrlsIn().load(request.get_json(silent=True) or {})
+        except ValidationError as exc:
+            raise invalid_input(exc.messages) from None
+        _check_urls(data["urls"])
+        return submit_ingest(project_id, {"urls": data["urls"]})
+
+
+def _check_urls(urls: list[str]) -> None:
+    """Refuse malformed and non-http(s) URLs now (a 400 naming each). Addresses are judged by the job, URL
+    by URL and after every redirect, so one refused address does not stop the others."""
+    policy = fetch_policy(runtime().settings)
+    bad = {}
+    for i, url in enumerate(urls):
+        try:
+            check_url(url, policy)
+        except FetchRefused as exc:
+            if exc.reason in ("bad_url", "scheme"):
+                bad[f"urls.{i}"] = [str(exc)]
+    if bad:
+        raise ApiError(400, f"{len(bad)} URL(s) cannot be fetched: " + "; ".join(f"{k}: {v[0]}" for k, v in bad.items()),
+                       fields=bad)
+
+
+@bp.route("/images/formats")
+class ImageFormats(MethodView):
+    def get(self, project_id):
+        """The accepted upload formats and limits."""
+        project_access(project_id)
+        s = runtime().settings
+        return {"formats": sorted(ACCEPTED_FORMATS), "mime_types": sorted(set(ACCEPTED_FORMATS.values())),
+                "zip": True, "max_image_bytes": s.max_image_bytes, "max_image_pixels": s.max_image_pixels,
+                "max_upload_items": s.max_upload_items, "max_request_bytes": s.max_request_bytes}
+
+
+@bp.route("/images/<int:image_id>")
+class ImageItem(MethodView):
+    @bp.response(200, ImageOut)
+    def get(self, project_id, image_id):
+        project_access(project_id)
+        return image_out(get_image(project_id, image_id))
+
+    @bp.response(200, ImageDeleted)
+    def delete(self, project_id, image_id):
+        """Delete the image with all its boxes and their reviews (they describe nothing without it).
+        The stored files go too unless another image has the same bytes."""
+        project_access(project_id, Role.annotator)
+        image = get_image(project_id, image_id)
+        boxes = select(Annotation.id).where(Annotation.image_id == image.id)
+        counts = {
+            "annotations_deleted": db.session.scalar(select(func.count()).select_from(boxes.subquery())),
+            "reviews_deleted": db.session.scalar(
+                select(func.count()).select_from(Review).where(Review.annotation_id.in_(boxes))),
+        }
+        keys = {image.blob_key, image.thumb_key} - {None}
+        db.session.delete(image)  # boxes and reviews go by ON DELETE CASCADE
+        db.session.commit()
+        still_used = set(db.session.scalars(select(Image.blob_key).where(Image.blob_key.in_(keys)))) | set(
+            db.session.scalars(select(Image.thumb_key).where(Image.thumb_key.in_(keys))))
+        blobs = runtime().blobs
+        deleted = sum(blobs.delete(k) for k in keys - still_used)
+        return {"image_id": image_id, **counts, "blobs_deleted": deleted}
+
+
+def _send(key: str, mimetype: str, name: str):
+    try:
+        fh = runtime().blobs.open(key)
+    except KeyError:
+        raise ApiError(404, "the stored file is missing") from None
+    response = send_file(fh, mimetype=mimetype, etag=key, conditional=True, download_name=name, max_age=31536000)
+    response.headers["Cache-Control"] = _CACHE
+    return response
+
+
+@bp.route("/images/<int:image_id>/file")
+class ImageFile(MethodView):
+    def get(self, project_id, image_id):
+        """The stored RGB image (EXIF orientation applied), with ETag and Range support."""
+        project_access(project_id)
+        image = get_image(project_id, image_id)
+        ext = "jpg" if image.format == "JPEG" else "png"
+        return _send(image.blob_key, _MIME.get(image.format, "application/octet-stream"), f"{image.id}.{ext}")
+
+
+@bp.route("/images/<int:image_id>/thumbnail")
+class ImageThumbnail(MethodView):
+    def get(self, project_id, image_id):
+        """A JPEG thumbnail (longest side = the configured thumbnail size)."""
+        project_access(project_id)
+        image = get_image(project_id, image_id)
+        if not image.thumb_key:
+            raise ApiError(404, f"image {image_id} has no thumbnail")
+        return _send(image.thumb_key, "image/jpeg", f"{image.id}-thumb.jpg")

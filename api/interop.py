@@ -1,0 +1,102 @@
+"""COCO detection interop: import a COCO JSON with its images into a project, export accepted boxes."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from flask import Response, request
+from flask.views import MethodView
+from sqlalchemy import select
+
+from api.auth import project_access
+from api.blueprint import Blueprint
+from api.data_schemas import CocoExportQuery
+from api.errors import ApiError
+from api.extensions import db
+from api.labels import get_label_map
+from api.schemas import JobOut
+from api.uploads import ingest_files, staging, uploaded_files
+from handlers.coco import CocoError, build_coco, parse_coco
+from store.schema import Annotation, Image, LabelClass, Role
+
+bp = Blueprint("interop", __name__, url_prefix="/api/projects/<int:project_id>", description="COCO import and export")
+
+
+@bp.route("/imports/coco")
+class CocoImport(MethodView):
+    @bp.response(202, JobOut)
+    @bp.doc(requestBody={"content": {"multipart/form-data": {"schema": {"type": "object", "properties": {
+        "annotations": {"type": "string", "format": "binary", "description": "the COCO detection JSON"},
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                  "description": "the images (or zips of them), matched to the JSON by file name"}}}}}})
+    def post(self, project_id):
+        """Import a COCO detection file with its images. The JSON is checked now (400 lists every
+        problem); the ingest job then stores the images and adds their boxes as accepted human boxes.
+        Categories map to the project's classes by name; missing ones are created (group = supercategory).
+        Images that are already in the project are reported as duplicates and get no boxes."""
+        project_access(project_id, Role.annotator)
+        if request.mimetype != "multipart/form-data":
+            raise ApiError(415, "send multipart/form-data with 'annotations' (the COCO JSON) and 'files'")
+        document = request.files.get("annotations")
+        if document is None:
+            raise ApiError(400, "the COCO JSON is missing: send it in the multipart field 'annotations'",
+                           fields={"annotations": ["required"]})
+        try:
+            raw = json.load(io.TextIOWrapper(document.stream, encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ApiError(400, f"'annotations' is not JSON: {exc}", fields={"annotations": [str(exc)]}) from None
+        try:
+            parse_coco(raw)
+        except CocoError as exc:
+            raise ApiError(400, str(exc), fields={"annotations": exc.problems}) from None
+        files = uploaded_files()
+        if not files:
+            raise ApiError(400, "no images: send them (or zips of them) in the multipart field 'files'",
+                           fields={"files": ["required"]})
+
+        def stage_document(upload_id: str) -> dict:
+            file_id, _ = staging().save(upload_id, len(files), io.BytesIO(json.dumps(raw).encode()))
+            return {"coco": file_id}
+
+        return ingest_files(project_id, files, stage_extra=stage_document)
+
+
+@bp.route("/exports/coco")
+class CocoExport(MethodView):
+    @bp.arguments(CocoExportQuery, location="query")
+    def get(self, args, project_id):
+        """The project's boxes (accepted by default) as a COCO detection JSON attachment. Every image is
+        listed, with `file_name` = `<image id>.jpg|png` as served by `/images/<id>/file`. Category ids are
+        the project's class ids, or the label map's ids when `label_map_id` is given."""
+        project, _ = project_access(project_id)
+        s = db.session
+        if "label_map_id" in args:
+            label_map = get_label_map(project_id, args["label_map_id"])
+            ids = {e.class_id: e.position + 1 for e in label_map.entries}
+            categories = [{"id": e.position + 1, "name": e.label_class.name, "group": e.label_class.group}
+                          for e in label_map.entries]
+        else:
+            rows = s.execute(select(LabelClass.id, LabelClass.name, LabelClass.group)
+                             .where(LabelClass.project_id == project_id).order_by(LabelClass.id)).all()
+            ids = {c: c for c, _, _ in rows}
+            categories = [{"id": c, "name": n, "group": g} for c, n, g in rows]
+        images = [{"id": i, "file_name": f"{i}.{'jpg' if f == 'JPEG' else 'png'}", "width": w, "height": h}
+                  for i, f, w, h in s.execute(select(Image.id, Image.format, Image.width, Image.height)
+                                              .where(Image.project_id == project_id).order_by(Image.id))]
+        boxes = [
+            {"id": a, "image_id": i, "category_id": ids[c], "x": x, "y": y, "w": w, "h": h, "score": sc}
+            for a, i, c, x, y, w, h, sc in s.execute(
+                select(Annotation.id, Annotation.image_id, Annotation.class_id, Annotation.x, Annotation.y,
+                       Annotation.w, Annotation.h, Annotation.score)
+                .join(Image, Image.id == Annotation.image_id)
+                .where(Image.project_id == project_id, Annotation.status == args["status"],
+                       Annotation.class_id.in_(list(ids)))
+                .order_by(Annotation.id))
+        ]
+        info = {"description": f"loopline project {project.name!r}: {args['status'].value} boxes", "version": "1.0"}
+        doc = build_coco(categories, images, boxes, info=info)
+        name = f"{project.name}-coco.json".replace('"', "")
+        return Response(json.dumps(doc), mimetype="application/json",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+

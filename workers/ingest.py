@@ -1,0 +1,237 @@
+"""Ingest: turn uploaded files, zip members and URLs into stored images, one outcome per item.
+
+Every item ends as `accepted`, `duplicate` (same bytes already in the project), `rejected` (with a
+reason code and a sentence) or `skipped` (zip folders and resource forks). A bad item never stops the
+others. Each image is committed on its own, after its blobs are durable, so a crash leaves only whole
+images behind; a redelivered job recognises the images it added itself (by `Image.job_id`) and reports
+them as accepted again rather than as duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Callable, Iterator
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from handlers.imaging import ImageLimits, ImageRejected, normalize
+from store.schema import Image
+from store.settings import Settings
+from store.staging import Staging
+from workers.fetch import FetchPolicy, FetchRefused, fetch
+
+ZIP_MAGIC = b"PK\x03\x04"
+_JUNK = ("__MACOSX/", ".DS_Store", "Thumbs.db")
+
+
+class ItemRejected(ValueError):
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class Item:
+    """One thing to ingest: `read()` gives its bytes or raises with the reason it cannot."""
+
+    name: str
+    read: Callable[[], bytes]
+
+
+@dataclass
+class Report:
+    files: list[dict] = field(default_factory=list)
+
+    def add(self, name: str, outcome: str, **extra) -> dict:
+        entry = {"name": name, "outcome": outcome, **{k: v for k, v in extra.items() if v is not None}}
+        self.files.append(entry)
+        return entry
+
+    def counts(self) -> dict[str, int]:
+        out = {"accepted": 0, "duplicate": 0, "rejected": 0, "skipped": 0}
+        for f in self.files:
+            out[f["outcome"]] += 1
+        return out
+
+    def summary(self) -> dict:
+        return {**self.counts(), "files": self.files}
+
+
+def limits_from(settings: Settings) -> ImageLimits:
+    return ImageLimits(
+        max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels, thumbnail_size=settings.thumbnail_size
+    )
+
+
+def fetch_policy(settings: Settings) -> FetchPolicy:
+    return FetchPolicy(
+        max_bytes=settings.max_image_bytes, timeout=settings.fetch_timeout,
+        allow_networks=tuple(settings.fetch_allow_networks),
+    )
+
+
+# --- items -------------------------------------------------------------------------------------
+def iter_items(params: dict, staging: Staging, settings: Settings, report: Report) -> Iterator[Item]:
+    """Staged files (a zip is opened and walked member by member) then URLs, in upload order.
+    Items that fail before they have bytes (unsafe zip members, limits) go straight into `report`."""
+    upload_id = params.get("staging")
+    budget = [settings.max_upload_items]
+    for f in params.get("files", []):
+        path = staging.path(upload_id, f["file"])
+        with open(path, "rb") as fh:
+            is_zip = fh.read(4) == ZIP_MAGIC
+        if is_zip:
+            yield from _zip_items(path, f["name"], settings, report, budget)
+        else:
+            yield _counted(Item(f["name"], lambda p=path: p.read_bytes()), budget)
+    policy = fetch_policy(settings)
+    for url in params.get("urls", []):
+        yield _counted(Item(url, lambda u=url: _fetch(u, policy)), budget)
+
+
+def count_entries(params: dict, staging: Staging) -> int:
+    """How many report entries the upload will produce (zip members counted from the directory), for
+    progress; reading a zip's directory is cheap."""
+    total = len(params.get("urls", []))
+    for f in params.get("files", []):
+        path = staging.path(params["staging"], f["file"])
+        try:
+            with zipfile.ZipFile(path) as archive:
+                total += len(archive.infolist())
+        except (zipfile.BadZipFile, OSError):
+            total += 1
+    return total
+
+
+def _counted(item: Item, budget: list[int]) -> Item:
+    budget[0] -= 1
+    if budget[0] < 0:
+        return Item(item.name, _raiser("too_many_items", "the upload has more items than this server accepts at once"))
+    return item
+
+
+def _raiser(reason: str, message: str) -> Callable[[], bytes]:
+    def read() -> bytes:
+        raise ItemRejected(reason, message)
+
+    return read
+
+
+def _fetch(url: str, policy: FetchPolicy) -> bytes:
+    try:
+        return fetch(url, policy).data
+    except FetchRefused as exc:
+        raise ItemRejected(f"fetch_{exc.reason}", str(exc)) from None
+
+
+def _zip_items(path, zip_name: str, settings: Settings, report: Report, budget: list[int]) -> Iterator[Item]:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        report.add(zip_name, "rejected", reason="corrupt_zip", message=f"not a readable zip file: {exc}")
+        return
+    with archive:
+        unpacked = 0
+        for info in archive.infolist():
+            name = f"{zip_name}/{info.filename}"
+            if info.is_dir() or info.filename.startswith(_JUNK[0]) or PurePosixPath(info.filename).name in _JUNK[1:]:
+                report.add(name, "skipped", message="folder or system file")
+                continue
+            problem = _unsafe_member(info)
+            if problem:
+                report.add(name, "rejected", reason="unsafe_path", message=problem)
+                continue
+            if info.flag_bits & 0x1:
+                report.add(name, "rejected", reason="encrypted", message="encrypted zip members are not supported")
+                continue
+            if info.file_size > settings.max_image_bytes:
+                report.add(name, "rejected", reason="too_large",
+                           message=f"{info.file_size} bytes uncompressed; the limit is {settings.max_image_bytes}")
+                continue
+            unpacked += info.file_size
+            if unpacked > settings.max_zip_bytes:
+                report.add(name, "rejected", reason="zip_limit",
+                           message=f"the zip unpacks to more than {settings.max_zip_bytes} bytes; the rest is not read")
+                continue
+            yield _counted(Item(name, lambda i=info: _read_member(archive, i, settings.max_image_bytes)), budget)
+
+
+def _unsafe_member(info: zipfile.ZipInfo) -> str | None:
+    """Members are read into memory, never extracted, but a path that climbs out or a link is refused
+    anyway: such an archive was made to attack an unzip somewhere."""
+    raw = info.filename.replace("\\", "/")
+    parts = PurePosixPath(raw).parts
+    if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":") or ".." in parts:
+        return f"member path {info.filename!r} points outside the archive"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return f"member {info.filename!r} is a symbolic link"
+    return None
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, max_bytes: int) -> bytes:
+    try:
+        with archive.open(info) as fh:
+            data = fh.read(max_bytes + 1)  # never trust the declared size: a bomb may lie about it
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
+        raise ItemRejected("corrupt_zip", f"cannot read this zip member: {exc}") from None
+    if len(data) > max_bytes:
+        raise ItemRejected("too_large", f"unpacks to more than {max_bytes} bytes")
+    return data
+
+
+# --- storing -----------------------------------------------------------------------------------
+class Ingestor:
+    """Stores items into one project on behalf of one job."""
+
+    def __init__(self, sessions, blobs, settings: Settings, *, project_id: int, job_id: str, user_id: int | None):
+        self.sessions, self.blobs = sessions, blobs
+        self.project_id, self.job_id, self.user_id = project_id, job_id, user_id
+        self.limits = limits_from(settings)
+
+    def ingest(self, item: Item, report: Report) -> dict:
+        """Store one item; return its report entry. Never raises for a bad item."""
+        try:
+            data = item.read()
+        except ItemRejected as exc:
+            return report.add(item.name, "rejected", reason=exc.reason, message=str(exc))
+        sha = hashlib.sha256(data).hexdigest()
+        with self.sessions() as session:
+            found = self._existing(session, sha)
+            if found is not None:
+                return self._known(report, item.name, *found)
+            try:
+                image = normalize(data, self.limits)
+            except ImageRejected as exc:
+                return report.add(item.name, "rejected", reason=exc.reason, message=str(exc))
+            row = Image(
+                project_id=self.project_id, sha256=sha, blob_key=self.blobs.put_bytes(image.data),
+                thumb_key=self.blobs.put_bytes(image.thumbnail), width=image.width, height=image.height,
+                format=image.format, source_format=image.source_format, size_bytes=len(image.data),
+                original_name=item.name[-512:], job_id=self.job_id, created_by=self.user_id,
+            )
+            session.add(row)
+            try:
+                session.commit()
+            except IntegrityError:  # the same bytes landed from another upload a moment ago
+                session.rollback()
+                found = self._existing(session, sha)
+                if found is None:
+                    raise
+                return self._known(report, item.name, *found)
+            return report.add(item.name, "accepted", image_id=row.id, width=image.width, height=image.height)
+
+    def _existing(self, session, sha: str) -> tuple[int, str | None] | None:
+        row = session.execute(
+            select(Image.id, Image.job_id).where(Image.project_id == self.project_id, Image.sha256 == sha)
+        ).first()
+        return tuple(row) if row else None
+
+    def _known(self, report: Report, name: str, image_id: int, job_id: str | None) -> dict:
+        if job_id == self.job_id and not any(f.get("image_id") == image_id for f in report.files):
+            return report.add(name, "accepted", image_id=image_id)  # added by an earlier attempt of this job
+        return report.add(name, "duplicate", image_id=image_id, message=f"same bytes as image {image_id}")

@@ -1,0 +1,51 @@
+"""The ingest job (augmentation queue): staged files, zips and URLs → images, optionally with COCO boxes."""
+
+from __future__ import annotations
+
+import json
+
+from handlers.coco import parse_coco
+from store.staging import Staging
+from workers.coco_import import CocoAttacher, resolve_classes
+from workers.context import JobContext, job_task
+from workers.ingest import Ingestor, Report, count_entries, iter_items
+
+
+@job_task("ingest")
+def ingest(ctx: JobContext, staging: str | None = None, files: list | None = None, urls: list | None = None,
+           rejected: list | None = None, coco: str | None = None, user_id: int | None = None) -> dict:
+    settings = ctx.rt.settings
+    store = Staging(settings.staging_dir)
+    params = {"staging": staging, "files": files or [], "urls": urls or []}
+    if staging and not store.exists(staging):
+        raise RuntimeError("the uploaded files are gone from staging (was this upload already ingested?)")
+    try:
+        report = Report()
+        for r in rejected or []:
+            report.add(r["name"], "rejected", reason=r["reason"], message=r["message"])
+        total = count_entries(params, store) + len(report.files)
+        attacher = None
+        if coco:
+            document = parse_coco(json.loads(store.path(staging, coco).read_bytes()))
+            classes, created = resolve_classes(ctx.rt.sessions, ctx.project_id, document)
+            attacher = CocoAttacher(ctx.rt.sessions, document, classes, user_id)
+        ingestor = Ingestor(ctx.rt.sessions, ctx.rt.blobs, settings, project_id=ctx.project_id, job_id=ctx.id,
+                            user_id=user_id)
+        for item in iter_items(params, store, settings, report):  # lazily: zip members read from the open zip
+            done = len(report.files)
+            ctx.progress(done, total, f"{done}/{total}: {item.name}", **report.counts())
+            entry = ingestor.ingest(item, report)
+            if attacher is not None:
+                attacher.attach(entry)
+        done = len(report.files)
+        ctx.progress(done, max(total, done), f"{done} files read", **report.counts())
+        result = report.summary()
+        if attacher is not None:
+            result["coco"] = {
+                "classes_created": created, "boxes": sum(f.get("boxes", 0) for f in report.files),
+                "images_without_file": attacher.missing(),
+            }
+        return result
+    finally:
+        if staging:
+            store.remove(staging)
