@@ -11,10 +11,14 @@ _COORD = {"allow_nan": False, "validate": validate.Range(min=0)}
 _SIZE = {"allow_nan": False, "validate": validate.Range(min=0, min_inclusive=False)}
 
 
+def QueryId(**kw) -> fields.Integer:  # noqa: N802 - a field factory reads like a type
+    return fields.Integer(validate=validate.Range(min=1), **kw)  # not strict: query strings are text
+
+
 class Revision(fields.Integer):
-    def __init__(self, **kw):
+    def __init__(self, strict: bool = True, **kw):
         kw.setdefault("metadata", {"description": "the image's annotation revision you last read; 409 if it moved on"})
-        super().__init__(strict=True, required=True, validate=validate.Range(min=0), **kw)
+        super().__init__(strict=strict, required=True, validate=validate.Range(min=0), **kw)
 
 
 # --- images ------------------------------------------------------------------------------------
@@ -25,7 +29,7 @@ class UrlsIn(Strict):
 
 class ImageQuery(PageQuery):
     annotated = fields.Boolean(metadata={"description": "has at least one box (any status) or none"})
-    class_id = Id(metadata={"description": "has a box of this class"})
+    class_id = QueryId(metadata={"description": "has a box of this class (class_id, source and status match one box)"})
     source = fields.Enum(AnnotationSource, by_value=True, metadata={"description": "has a box from this source"})
     status = fields.Enum(AnnotationStatus, by_value=True, metadata={"description": "has a box with this status"})
     reviewed = fields.Boolean(metadata={"description": "true: some prediction was reviewed; false: some prediction awaits review"})
@@ -106,7 +110,7 @@ class BoxReplace(Strict):
 
 
 class RevisionQuery(Strict):
-    revision = Revision()
+    revision = Revision(strict=False)  # query strings are text
 
 
 class ReviewOut(Schema):
@@ -149,8 +153,8 @@ class BoxWritten(Schema):
 
 
 class AnnotationQuery(PageQuery):
-    image_id = Id()
-    class_id = Id()
+    image_id = QueryId()
+    class_id = QueryId()
     source = fields.Enum(AnnotationSource, by_value=True)
     status = fields.Enum(AnnotationStatus, by_value=True)
     reviewed = fields.Boolean()
@@ -200,7 +204,7 @@ class SubsetQuery(Strict):
 
 
 class CocoExportQuery(StatusQuery):
-    label_map_id = Id(metadata={"description": "category ids = the map's class ids; boxes of other classes are left out"})
+    label_map_id = QueryId(metadata={"description": "category ids = the map's class ids; boxes of other classes are left out"})
 
 
 ImagePage = page_of(ImageOut, "ImagePage")

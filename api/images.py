@@ -57,12 +57,9 @@ def image_filters(args: dict) -> list:
     cond = []
     if "annotated" in args:
         cond.append(_has_box() if args["annotated"] else ~_has_box())
-    if "class_id" in args:
-        cond.append(_has_box(Annotation.class_id == args["class_id"]))
-    if "source" in args:
-        cond.append(_has_box(Annotation.source == args["source"]))
-    if "status" in args:
-        cond.append(_has_box(Annotation.status == args["status"]))
+    same_box = [getattr(Annotation, k) == args[k] for k in ("class_id", "source", "status") if k in args]
+    if same_box:
+        cond.append(_has_box(*same_box))  # one box that matches all of them
     reviewed = exists().where(Review.annotation_id == Annotation.id)
     if "reviewed" in args:
         if args["reviewed"]:

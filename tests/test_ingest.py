@@ -13,23 +13,7 @@ from PIL import Image
 
 from tests.support import images as img
 from tests.support.http import Site
-
-
-def upload(client, pid, files: dict[str, bytes]):
-    data = {"files": [(io.BytesIO(b), name) for name, b in files.items()]}
-    return client.post(f"/api/projects/{pid}/images", data=data, content_type="multipart/form-data")
-
-
-def ingest(client, pid, files: dict[str, bytes]) -> dict:
-    res = upload(client, pid, files)
-    assert res.status_code == 202, res.get_json()
-    job = client.wait_job(res.get_json()["id"])
-    assert job["status"] == "succeeded", job
-    return job
-
-
-def outcomes(job) -> dict[str, dict]:
-    return {f["name"]: f for f in job["result"]["files"]}
+from tests.support.ingest import ingest, outcomes, upload
 
 
 def symlink_zip() -> bytes:

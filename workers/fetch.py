@@ -25,7 +25,6 @@ from urllib3.poolmanager import PoolManager
 
 __all__ = ["FetchPolicy", "FetchRefused", "Fetched", "check_url", "fetch", "fetch_name"]
 
-_IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 _SHARED = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT; not is_private on Python 3.11
 _KINDS = (("unspecified", "is_unspecified"), ("loopback", "is_loopback"), ("link-local", "is_link_local"),
           ("multicast", "is_multicast"), ("private", "is_private"), ("reserved", "is_reserved"),
@@ -49,10 +48,10 @@ class FetchPolicy:
     allow_networks: tuple[str, ...] = ()  # CIDRs allowed despite not being global, e.g. ("127.0.0.2/32",)
     user_agent: str = "loopline-fetch/1"
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # a bad policy is a configuration error: fail when it is made
         if self.max_bytes < 0 or self.timeout <= 0 or self.max_redirects < 0:
             raise ValueError("FetchPolicy needs max_bytes >= 0, timeout > 0 and max_redirects >= 0")
-        self.networks()  # a bad CIDR is a configuration error: fail when the policy is made
+        self.networks()
 
     def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         return tuple(ipaddress.ip_network(n, strict=False) for n in self.allow_networks)
@@ -65,13 +64,12 @@ class Fetched:
     content_type: str | None
 
 
-def address_problem(ip: _IP, allowed=()) -> str | None:
+def address_problem(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, allowed=()) -> str | None:
     """Why `ip` may not be dialled, or None. Public (`is_global`) addresses pass, and so does anything in
     `allowed`; the explicit kinds catch what Python 3.11's `is_global` lets through (multicast, 6to4)."""
-    mapped = ip.ipv4_mapped if ip.version == 6 else None
-    if mapped is not None:  # ::ffff:a.b.c.d reaches a.b.c.d
-        why = address_problem(mapped, allowed)
-        return why and f"{why} (IPv4-mapped {mapped})"
+    if ip.version == 6 and ip.ipv4_mapped:  # ::ffff:a.b.c.d reaches a.b.c.d
+        why = address_problem(ip.ipv4_mapped, allowed)
+        return why and f"{why} (IPv4-mapped {ip.ipv4_mapped})"
     if any(ip in net for net in allowed):
         return None
     inner = ip.sixtofour if ip.version == 6 else None
@@ -105,22 +103,23 @@ def check_url(url: str, policy: FetchPolicy) -> None:
     if parts.username is not None or parts.password is not None:
         raise FetchRefused("bad_url", "URLs with credentials are not fetched")
     try:
-        ip = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
+        why = address_problem(ipaddress.ip_address(host.split("%")[0]), policy.networks())
+    except ValueError:  # a name, judged when it is resolved
         return
-    if why := address_problem(ip, policy.networks()):
-        raise FetchRefused("address", f"{ip} is {why}")
+    if why:
+        raise FetchRefused("address", f"{host} is {why}")
 
 
 class _Guard:
     """Per-fetch state the connections share: which networks are allowed, the deadline, and the open
-    connections, which `expire` shuts down (that wakes a blocked read, where closing would not)."""
+    sockets, which `expire` shuts down (that wakes a blocked read, where closing would not). Sockets,
+    not connections: http.client drops `conn.sock` while a close-delimited body is still being read."""
 
     def __init__(self, policy: FetchPolicy):
         self.allowed = policy.networks()
         self.deadline = time.monotonic() + policy.timeout
         self.expired = threading.Event()
-        self._conns: list[HTTPConnection] = []
+        self._socks: list[socket.socket] = []
         self._lock = threading.Lock()
 
     def remaining(self) -> float:
@@ -129,18 +128,19 @@ class _Guard:
             raise FetchRefused("timeout", "the fetch took longer than its time limit")
         return left
 
-    def track(self, conn: HTTPConnection) -> None:
+    def track(self, sock: socket.socket) -> None:
         with self._lock:
-            self._conns.append(conn)
+            self._socks.append(sock)
+        if self.expired.is_set():
+            self.expire()
 
     def expire(self) -> None:
         with self._lock:
             self.expired.set()
-            for conn in self._conns:
+            for sock in self._socks:
                 try:
-                    if conn.sock is not None:
-                        conn.sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:  # already closed, or detached into its TLS wrapper
                     pass
 
     def resolve(self, host: str, port: int) -> list[tuple]:
@@ -178,7 +178,6 @@ class _GuardedConnection(HTTPConnection):
             if why := address_problem(ip, guard.allowed):
                 named = "" if str(ip) == host else f" ({host} resolves to it)"
                 raise FetchRefused("address", f"{ip} is {why}{named}")
-        guard.track(self)
         error: OSError | None = None
         for family, kind, proto, _, sockaddr in infos:
             sock = socket.socket(family, kind, proto)
@@ -188,6 +187,7 @@ class _GuardedConnection(HTTPConnection):
                 limit = self.timeout if isinstance(self.timeout, (int, float)) else None
                 sock.settimeout(min(limit or guard.remaining(), guard.remaining()))
                 sock.connect(sockaddr)  # the vetted address itself, never a fresh lookup
+                guard.track(sock)
                 return sock
             except OSError as exc:
                 sock.close()
@@ -196,15 +196,21 @@ class _GuardedConnection(HTTPConnection):
             raise FetchRefused("timeout", f"connecting to {host} timed out")
         raise FetchRefused("connection", f"cannot connect to {host}: {error}")
 
+    def connect(self) -> None:
+        super().connect()
+        self._guard.track(self.sock)  # the TLS wrapper, where there is one
+
 
 class _GuardedHTTPSConnection(_GuardedConnection, HTTPSConnection):
     pass
 
 
 class _GuardedPoolManager(PoolManager):
-    def __init__(self, guard: _Guard, **kwargs):
+    """Hands every pool the guarded connection classes and this fetch's guard."""
+
+    def __init__(self, guard: _Guard):
+        super().__init__()
         self._guard = guard
-        super().__init__(**kwargs)
 
     def _new_pool(self, scheme, host, port, request_context=None):
         pool = super()._new_pool(scheme, host, port, request_context)
@@ -213,22 +219,13 @@ class _GuardedPoolManager(PoolManager):
         return pool
 
 
-class _GuardedAdapter(HTTPAdapter):
-    def __init__(self, guard: _Guard):
-        self._guard = guard
-        super().__init__(max_retries=0)
-
-    def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):
-        self.poolmanager = _GuardedPoolManager(
-            self._guard, num_pools=connections, maxsize=maxsize, block=block, **pool_kwargs)
-
-
 def fetch(url: str, policy: FetchPolicy = FetchPolicy()) -> Fetched:
     """GET `url` under `policy`; return the body of the final 2xx response or raise FetchRefused.
     The adapter is used without a Session: no proxies or netrc from the environment, no cookies, and
     no automatic redirects (a Session would read a whole redirect body into memory)."""
     guard = _Guard(policy)
-    adapter = _GuardedAdapter(guard)
+    adapter = HTTPAdapter(max_retries=0)
+    adapter.poolmanager = _GuardedPoolManager(guard)  # replaces the plain one, still unused
     watchdog = threading.Timer(policy.timeout, guard.expire)
     watchdog.daemon = True
     watchdog.start()
@@ -246,7 +243,8 @@ def fetch(url: str, policy: FetchPolicy = FetchPolicy()) -> Fetched:
                         url = urljoin(url, location)
                         continue
                     if not 200 <= resp.status_code < 300:
-                        raise FetchRefused("http_status", f"{url} answered HTTP {resp.status_code} {resp.reason}")
+                        status = f"{resp.status_code} {resp.reason or ''}".strip()
+                        raise FetchRefused("http_status", f"{url} answered HTTP {status}")
                     data = _read_body(resp, policy, guard)
                     return Fetched(resp.url, data, resp.headers.get("content-type"))
             except requests.RequestException as exc:
@@ -261,13 +259,13 @@ def _read_body(resp: requests.Response, policy: FetchPolicy, guard: _Guard) -> b
     """Stream the body, refusing as soon as it outgrows max_bytes (or says it will)."""
     length = resp.headers.get("content-length", "").strip()
     if length.isdigit() and int(length) > policy.max_bytes:
-        raise FetchRefused("too_large", f"the body is {length} bytes, more than the {policy.max_bytes} allowed")
+        raise FetchRefused("too_large", f"the body is {length} bytes, over the limit of {policy.max_bytes}")
     data = bytearray()
     for chunk in resp.iter_content(64 * 1024):
         data += chunk
         if len(data) > policy.max_bytes:
-            raise FetchRefused("too_large", f"the body is more than the {policy.max_bytes} bytes allowed")
-    pass  # a watchdog shutdown looks like a clean end of a body without a length
+            raise FetchRefused("too_large", f"the body is over the limit of {policy.max_bytes} bytes")
+    guard.remaining()  # a watchdog shutdown looks like a clean end of a body without a length
     return bytes(data)
 
 
@@ -276,14 +274,8 @@ def _refusal(exc: requests.RequestException, url: str, guard: _Guard) -> FetchRe
         return FetchRefused("timeout", f"fetching {url} took longer than the time limit")
     if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema)):
         return FetchRefused("bad_url", f"not a valid URL: {url[:100]}")
-    cause: BaseException = exc  # requests wraps urllib3 wraps the OSError that says what happened
-    for _ in range(8):
-        inner = getattr(cause, "reason", None)
-        if not isinstance(inner, BaseException):
-            inner = next((a for a in cause.args if isinstance(a, BaseException)), None) or cause.__cause__
-        if inner is None:
-            break
-        cause = inner
+    cause = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
+    cause = getattr(cause, "reason", None) or cause  # urllib3's MaxRetryError wraps what went wrong
     return FetchRefused("connection", f"fetching {url} failed: {str(cause)[:200] or type(cause).__name__}")
 
 
