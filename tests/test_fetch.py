@@ -261,7 +261,11 @@ def test_non_2xx_refused_with_status(server):
 
 
 def test_unresolvable(monkeypatch):
-    assert _refused("http://no-such-host.invalid/").reason == "unresolvable"
+    def nxdomain():
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    _fake_dns(monkeypatch, {"nowhere.test": nxdomain})
+    exc = _refused("http://nowhere.test/a.png")
+    assert exc.reason == "unresolvable" and "nowhere.test" in str(exc)
 
 
 def test_tls_uses_the_hostname_for_sni_and_verifies(tmp_path, monkeypatch):

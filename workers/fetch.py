@@ -272,7 +272,7 @@ def _read_body(resp: requests.Response, policy: FetchPolicy, guard: _Guard) -> b
 def _refusal(exc: requests.RequestException, url: str, guard: _Guard) -> FetchRefused:
     if guard.expired.is_set() or isinstance(exc, requests.Timeout):
         return FetchRefused("timeout", f"fetching {url} took longer than the time limit")
-    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema)):
+    if isinstance(exc, ValueError):  # requests' InvalidURL, MissingSchema, InvalidSchema
         return FetchRefused("bad_url", f"not a valid URL: {url[:100]}")
     cause = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
     cause = getattr(cause, "reason", None) or cause  # urllib3's MaxRetryError wraps what went wrong
