@@ -105,7 +105,7 @@ class Server:
             try:
                 if requests.get(self.url + "/api/health", timeout=1).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not up yet, or too busy to answer in time
                 pass
             time.sleep(0.2)
         raise TimeoutError("API server did not come up")
