@@ -16,25 +16,14 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 # Shown to users. TIFF is left out on purpose: its 16-bit, float, multi-band and multi-page variants do
 # not map faithfully onto 8-bit RGB, and its many codecs are a large decoder surface for little gain.
-ACCEPTED_FORMATS: dict[str, str] = {
-    "JPEG": "image/jpeg",
-    "PNG": "image/png",
-    "WEBP": "image/webp",
-    "GIF": "image/gif",
-}
+ACCEPTED_FORMATS: dict[str, str] = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
 _OPEN_FORMATS = tuple(ACCEPTED_FORMATS)  # Pillow opens MPO (multi-picture JPEG) through "JPEG" too
 _ACCEPTED_TEXT = ", ".join(ACCEPTED_FORMATS)
 _BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 # EXIF orientation -> the transpose that makes the image upright (as ImageOps.exif_transpose does).
-_UPRIGHT = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
+_T = Image.Transpose
+_UPRIGHT = {2: _T.FLIP_LEFT_RIGHT, 3: _T.ROTATE_180, 4: _T.FLIP_TOP_BOTTOM, 5: _T.TRANSPOSE,
+            6: _T.ROTATE_270, 7: _T.TRANSVERSE, 8: _T.ROTATE_90}
 _RGB_SPACE_MODES = ("RGB", "RGBA", "RGBa", "P", "PA")  # their ICC profile still describes the RGB output
 _WHITE = (255, 255, 255)
 

@@ -18,6 +18,8 @@ from store.settings import Settings, load_settings
 import tests.support.jobs  # noqa: F401 - registers the test job kind in this process too
 from tests.support.api import ApiClient
 from tests.support.procs import Server, Worker, wait_for_workers
+from workers.celery_app import create_celery
+from workers.runtime import Runtime
 
 REDIS_URL = os.environ.get("LOOPLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 DATABASE_URL = os.environ.get("LOOPLINE_TEST_DATABASE_URL")  # None: a SQLite file in a temp folder
@@ -155,3 +157,27 @@ def sql(catalog):
             return conn.execute(text(statement), params).all()
 
     return run
+
+
+@pytest.fixture()
+def isolated(settings, tmp_path):
+    """Its own Redis database and catalog, so only the workers started here consume the queues
+    (for tests that kill workers). Yields (settings, runtime, celery, start(queue, **env))."""
+    iso = settings.model_copy(update={"data_dir": tmp_path, "database_url": None, "redis_url": "redis://127.0.0.1:6379/13"})
+    iso.ensure_dirs()
+    redis.Redis.from_url(iso.redis_url).flushdb()
+    migrate.upgrade(iso.sqlalchemy_url)
+    runtime = Runtime(iso)
+    celery = create_celery(iso, include_tasks=False)
+    started: list[Worker] = []
+
+    def start(queue: str, **env) -> Worker:
+        w = Worker(iso, queue, tmp_path, env=env)
+        started.append(w)
+        wait_for_workers(celery, [w])
+        return w
+
+    yield iso, runtime, celery, start
+    for w in started:
+        w.stop()
+    runtime.close()

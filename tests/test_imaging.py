@@ -149,6 +149,15 @@ def test_lossless_webp_becomes_png():
     assert stored.tobytes() == img.tobytes()  # lossless all the way
 
 
+@pytest.mark.parametrize(("lossless", "fmt"), [(True, "PNG"), (False, "JPEG")])
+def test_animated_webp_first_frame_keeps_its_compression_kind(lossless, fmt):
+    frames = [Image.new("RGB", (30, 20), RED), Image.new("RGB", (30, 20), BLUE)]
+    data = encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=lossless, duration=100)
+    assert data[12:16] == b"VP8X" and decode(data).n_frames == 2  # the kind is inside the ANMF chunks
+    stored = assert_stored(normalize(data), fmt, (30, 20))
+    assert close(stored.getpixel((10, 10)), RED, 5)
+
+
 def test_lossy_webp_with_alpha_becomes_jpeg_on_white():
     img = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
     ImageDraw.Draw(img).rectangle((32, 0, 63, 63), fill=RED + (255,))

@@ -9,39 +9,10 @@ import signal
 import time
 import uuid
 
-import pytest
-import redis
-
-from store import migrate
 from store.schema import Job
-from tests.support.procs import Worker, wait_for_workers
 from workers import jobs as job_service
-from workers.celery_app import create_celery
 from workers.queues import Queue
 from workers.reaper import reap
-from workers.runtime import Runtime
-
-
-@pytest.fixture()
-def isolated(settings, tmp_path):
-    iso = settings.model_copy(update={"data_dir": tmp_path, "database_url": None, "redis_url": "redis://127.0.0.1:6379/13"})
-    iso.ensure_dirs()
-    redis.Redis.from_url(iso.redis_url).flushdb()
-    migrate.upgrade(iso.sqlalchemy_url)
-    runtime = Runtime(iso)
-    celery = create_celery(iso, include_tasks=False)
-    started: list[Worker] = []
-
-    def start(queue: str, **env) -> Worker:
-        w = Worker(iso, queue, tmp_path, env=env)
-        started.append(w)
-        wait_for_workers(celery, [w])
-        return w
-
-    yield iso, runtime, celery, start
-    for w in started:
-        w.stop()
-    runtime.close()
 
 
 def _submit(runtime, celery, queue: str) -> tuple[str, str]:
