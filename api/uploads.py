@@ -38,7 +38,7 @@ def stage_files(upload_id: str, files: list) -> tuple[list[dict], list[dict]]:
     for i, f in enumerate(files):
         name = (f.filename or f"file-{i + 1}")[-512:]
         try:
-            file_id, size = store.save(upload_id, i, f.stream, max_bytes=settings.max_request_bytes)
+            file_id, size = store.save(upload_id, i, f.stream, max_bytes=settings.max_request_bytes, durable=False)
         except BlobTooLarge as exc:
             rejected.append({"name": name, "reason": "too_large", "message": str(exc)})
             continue
@@ -52,6 +52,7 @@ def stage_files(upload_id: str, files: list) -> tuple[list[dict], list[dict]]:
                                  "message": f"{size} bytes; the limit is {settings.max_image_bytes}"})
                 continue
         staged.append({"name": name, "file": file_id})
+    store.sync(upload_id)  # durable before the job that reads them is enqueued
     return staged, rejected
 
 

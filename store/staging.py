@@ -39,9 +39,10 @@ class Staging:
             raise ValueError(f"not a staged file id: {file_id!r}")
         return self.folder(upload_id) / file_id
 
-    def save(self, upload_id: str, index: int, stream: BinaryIO, max_bytes: int | None = None) -> tuple[str, int]:
+    def save(self, upload_id: str, index: int, stream: BinaryIO, max_bytes: int | None = None,
+             durable: bool = True) -> tuple[str, int]:
         """Copy `stream` into the upload as file number `index`; return (file id, size). Over `max_bytes`
-        nothing is kept and BlobTooLarge is raised."""
+        nothing is kept and BlobTooLarge is raised. With `durable=False` call `sync` once at the end."""
         file_id = f"{index:05d}"
         target = self.path(upload_id, file_id)
         size = 0
@@ -53,11 +54,27 @@ class Staging:
                         raise BlobTooLarge(f"file exceeds {max_bytes} bytes")
                     out.write(chunk)
                 out.flush()
-                os.fsync(out.fileno())
+                if durable:
+                    os.fsync(out.fileno())
         except BaseException:
             target.unlink(missing_ok=True)
             raise
         return file_id, size
+
+    def sync(self, upload_id: str) -> None:
+        """Make every file of the upload durable (one journal flush serves them all)."""
+        folder = self.folder(upload_id)
+        for path in sorted(folder.iterdir()):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def exists(self, upload_id: str) -> bool:
         return self.folder(upload_id).is_dir()

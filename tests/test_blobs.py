@@ -62,3 +62,16 @@ def test_failed_or_oversize_writes_leave_nothing(tmp_path):
 def test_keys_cannot_be_paths(tmp_path, key):
     with pytest.raises(ValueError):
         LocalBlobStore(tmp_path).open(key)
+
+
+def test_put_many_stores_a_batch_in_order_once_per_content(tmp_path):
+    store = LocalBlobStore(tmp_path)
+    existing = store.put_bytes(b"already here")
+    before = store.path(existing).stat().st_mtime_ns
+    items = [b"one", b"two", b"one", b"already here"]
+    keys = store.put_many(items)
+    assert keys == [hashlib.sha256(i).hexdigest() for i in items]
+    assert [store.read_bytes(k) for k in keys] == items
+    assert store.path(existing).stat().st_mtime_ns == before  # not written again
+    assert list((tmp_path / ".tmp").iterdir()) == []
+    assert store.put_many([]) == []

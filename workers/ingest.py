@@ -2,9 +2,9 @@
 
 Every item ends as `accepted`, `duplicate` (same bytes already in the project), `rejected` (with a
 reason code and a sentence) or `skipped` (zip folders and resource forks). A bad item never stops the
-others. Each image is committed on its own, after its blobs are durable, so a crash leaves only whole
-images behind; a redelivered job recognises the images it added itself (by `Image.job_id`) and reports
-them as accepted again rather than as duplicates.
+others. Images are stored in groups, each committed after its blobs are durable, so a crash leaves only
+whole images behind; a redelivered job recognises the images it added itself (by `Image.job_id`) and
+reports them as accepted again rather than as duplicates.
 """
 
 from __future__ import annotations
@@ -46,10 +46,13 @@ class Item:
 @dataclass
 class Report:
     files: list[dict] = field(default_factory=list)
+    image_ids: set[int] = field(default_factory=set)  # images already reported by this job
 
     def add(self, name: str, outcome: str, **extra) -> dict:
         entry = {"name": name, "outcome": outcome, **{k: v for k, v in extra.items() if v is not None}}
         self.files.append(entry)
+        if entry.get("image_id") is not None:
+            self.image_ids.add(entry["image_id"])
         return entry
 
     def counts(self) -> dict[str, int]:
@@ -185,53 +188,107 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, max_bytes: int
 
 
 # --- storing -----------------------------------------------------------------------------------
+GROUP_ITEMS = 32  # images stored together: one lookup, one durable blob flush, one commit
+GROUP_BYTES = 64 * 1024 * 1024
+
+
+def run(items: Iterator[Item], ingestor: "Ingestor", report: Report, progress, stored) -> None:
+    """Read items in order and store them in groups. `progress(done)` is called per item read,
+    `stored(entry)` once per stored or known item (COCO boxes hang off it)."""
+    group: list[tuple[str, bytes]] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal size
+        for entry in ingestor.store(group, report):
+            stored(entry)
+        group.clear()
+        size = 0
+
+    for item in items:
+        try:
+            data = item.read()
+        except ItemRejected as exc:
+            report.add(item.name, "rejected", reason=exc.reason, message=str(exc))
+        else:
+            group.append((item.name, data))
+            size += len(data)
+        progress(len(report.files) + len(group))
+        if len(group) >= GROUP_ITEMS or size >= GROUP_BYTES:
+            flush()
+    flush()
+
+
 class Ingestor:
-    """Stores items into one project on behalf of one job."""
+    """Stores images into one project on behalf of one job.
+
+    A group's rows are committed only after all its blobs are durable, so a crash leaves whole images;
+    a redelivered job redoes at most one group (blobs are content-addressed, so rewriting is harmless)."""
 
     def __init__(self, sessions, blobs, settings: Settings, *, project_id: int, job_id: str, user_id: int | None):
         self.sessions, self.blobs = sessions, blobs
         self.project_id, self.job_id, self.user_id = project_id, job_id, user_id
         self.limits = limits_from(settings)
 
-    def ingest(self, item: Item, report: Report) -> dict:
-        """Store one item; return its report entry. Never raises for a bad item."""
-        try:
-            data = item.read()
-        except ItemRejected as exc:
-            return report.add(item.name, "rejected", reason=exc.reason, message=str(exc))
-        sha = hashlib.sha256(data).hexdigest()
+    def store(self, group: list[tuple[str, bytes]], report: Report) -> list[dict]:
+        """Store a group of (name, bytes); return their report entries in order. Never raises for a bad
+        image; an image uploaded elsewhere at the same moment makes the group retry one by one."""
+        if not group:
+            return []
+        hashes = [hashlib.sha256(data).hexdigest() for _, data in group]
+        plan: list[tuple] = []  # per item: ("new", image) | ("known", id, job) | ("same", index) | ("bad", exc)
+        first: dict[str, int] = {}
         with self.sessions() as session:
-            found = self._existing(session, sha)
-            if found is not None:
-                return self._known(report, item.name, *found)
-            try:
-                image = normalize(data, self.limits)
-            except ImageRejected as exc:
-                return report.add(item.name, "rejected", reason=exc.reason, message=str(exc))
-            row = Image(
-                project_id=self.project_id, sha256=sha, blob_key=self.blobs.put_bytes(image.data),
-                thumb_key=self.blobs.put_bytes(image.thumbnail), width=image.width, height=image.height,
-                format=image.format, source_format=image.source_format, size_bytes=len(image.data),
-                original_name=item.name[-512:], job_id=self.job_id, created_by=self.user_id,
-            )
-            session.add(row)
+            known = self._existing(session, set(hashes))
+            for i, ((_, data), sha) in enumerate(zip(group, hashes)):
+                if sha in known:
+                    plan.append(("known", *known[sha]))
+                elif sha in first:
+                    plan.append(("same", first[sha]))
+                else:
+                    try:
+                        plan.append(("new", normalize(data, self.limits)))
+                        first[sha] = i
+                    except ImageRejected as exc:
+                        plan.append(("bad", exc))
+            new = [(i, p[1]) for i, p in enumerate(plan) if p[0] == "new"]
+            keys = iter(self.blobs.put_many([b for _, image in new for b in (image.data, image.thumbnail)]))
+            rows = {i: self._row(group[i][0], hashes[i], image, next(keys), next(keys)) for i, image in new}
+            session.add_all(rows.values())
             try:
                 session.commit()
             except IntegrityError:  # the same bytes landed from another upload a moment ago
                 session.rollback()
-                found = self._existing(session, sha)
-                if found is None:
+                if len(group) == 1:
                     raise
-                return self._known(report, item.name, *found)
-            return report.add(item.name, "accepted", image_id=row.id, width=image.width, height=image.height)
+                return [entry for one in group for entry in self.store([one], report)]
+        return [self._entry(report, name, plan[i], rows, i) for i, (name, _) in enumerate(group)]
 
-    def _existing(self, session, sha: str) -> tuple[int, str | None] | None:
-        row = session.execute(
-            select(Image.id, Image.job_id).where(Image.project_id == self.project_id, Image.sha256 == sha)
-        ).first()
-        return tuple(row) if row else None
+    def _row(self, name: str, sha: str, image, blob_key: str, thumb_key: str) -> Image:
+        return Image(
+            project_id=self.project_id, sha256=sha, blob_key=blob_key, thumb_key=thumb_key, width=image.width,
+            height=image.height, format=image.format, source_format=image.source_format, size_bytes=len(image.data),
+            original_name=name[-512:], job_id=self.job_id, created_by=self.user_id,
+        )
+
+    def _entry(self, report: Report, name: str, step: tuple, rows: dict[int, Image], i: int) -> dict:
+        kind = step[0]
+        if kind == "new":
+            return report.add(name, "accepted", image_id=rows[i].id, width=rows[i].width, height=rows[i].height)
+        if kind == "same":
+            return self._known(report, name, rows[step[1]].id, None)
+        if kind == "known":
+            return self._known(report, name, step[1], step[2])
+        return report.add(name, "rejected", reason=step[1].reason, message=str(step[1]))
+
+    def _existing(self, session, hashes: set[str]) -> dict[str, tuple[int, str | None]]:
+        rows = session.execute(
+            select(Image.sha256, Image.id, Image.job_id).where(Image.project_id == self.project_id,
+                                                              Image.sha256.in_(hashes))
+        ).all()
+        return {sha: (image_id, job_id) for sha, image_id, job_id in rows}
 
     def _known(self, report: Report, name: str, image_id: int, job_id: str | None) -> dict:
-        if job_id == self.job_id and not any(f.get("image_id") == image_id for f in report.files):
+        if job_id == self.job_id and image_id not in report.image_ids:
             return report.add(name, "accepted", image_id=image_id)  # added by an earlier attempt of this job
         return report.add(name, "duplicate", image_id=image_id, message=f"same bytes as image {image_id}")

@@ -8,7 +8,7 @@ from handlers.coco import parse_coco
 from store.staging import Staging
 from workers.coco_import import CocoAttacher, resolve_classes
 from workers.context import JobContext, job_task
-from workers.ingest import Ingestor, Report, count_entries, iter_items
+from workers.ingest import Ingestor, Report, count_entries, iter_items, run
 
 
 @job_task("ingest")
@@ -31,12 +31,12 @@ def ingest(ctx: JobContext, staging: str | None = None, files: list | None = Non
             attacher = CocoAttacher(ctx.rt.sessions, document, classes, user_id)
         ingestor = Ingestor(ctx.rt.sessions, ctx.rt.blobs, settings, project_id=ctx.project_id, job_id=ctx.id,
                             user_id=user_id)
-        for item in iter_items(params, store, settings, report):  # lazily: zip members read from the open zip
-            done = len(report.files)
-            ctx.progress(done, total, f"{done}/{total}: {item.name}", **report.counts())
-            entry = ingestor.ingest(item, report)
-            if attacher is not None:
-                attacher.attach(entry)
+
+        def progress(done: int) -> None:
+            ctx.progress(done, max(total, done), f"{done}/{total} files read", **report.counts())
+
+        items = iter_items(params, store, settings, report)  # lazily: zip members are read from the open zip
+        run(items, ingestor, report, progress, attacher.attach if attacher else lambda entry: None)
         done = len(report.files)
         ctx.progress(done, max(total, done), f"{done} files read", **report.counts())
         result = report.summary()
