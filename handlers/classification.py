@@ -3,8 +3,9 @@
 Each box of an image gives one record "<image>:b<j>" (j: the box's index in the canonical order): the box
 grown by `margin` times its width on the left and right and its height on the top and bottom, clipped to
 the image, resized to `size` x `size` (the aspect ratio is NOT kept). The record has labels=(label,),
-texts=(class name,) and NO boxes (the whole crop is the object); the class is also in the extra features
-`image/class/label` and `image/class/text`, as TF classification pipelines read it, next to
+texts=(class name,) and one box, the whole crop (0, 0)-(1, 1): the TFRecord writer (handlers.tfrecord)
+requires one box per label, and the whole crop is what the label describes. The class is also in the
+extra features `image/class/label` and `image/class/text`, as TF classification pipelines read it, next to
 `image/source_image_id` and `region/xmin|ymin|xmax|ymax` (the crop in pixels of the original image).
 Nothing is random but the split. Boxes with no area inside the image are skipped; an image without boxes
 gives nothing and is not decoded.
@@ -55,7 +56,7 @@ class ClassificationHandler(Handler):
             yield Record(
                 split=split, source_id=f"{sample.image_id}:b{j}",
                 encoded=encode_jpeg(crop, config["jpeg_quality"]), format="jpeg", width=size, height=size,
-                labels=(label,), texts=(text,),
+                xmin=(0.0,), xmax=(1.0,), ymin=(0.0,), ymax=(1.0,), labels=(label,), texts=(text,),
                 extra={"image/class/label": label, "image/class/text": text,
                        "image/source_image_id": sample.image_id, **region_features(region)},
             )

@@ -81,7 +81,7 @@ def rotate(image: Image.Image, boxes, degrees: float, fill=FILL) -> tuple[Image.
     """Rotate counter-clockwise by `degrees` about the image centre, keeping the image size (Pillow's
     expand=False: the corners are cut off and the uncovered corners filled with `fill`). Each box becomes
     the axis-aligned bounding box of its four rotated corners, which contains the rotated object but is
-    looser than a tight box by up to a factor of 2 in area at 45 degrees."""
+    looser than a tight box (a square at 45 degrees: twice the area; elongated boxes: more)."""
     b = as_boxes(boxes)
     if degrees % 360 == 0:
         return image, b

@@ -355,6 +355,17 @@ def test_same_output_in_another_process():
     assert out.stdout.strip() == here.hexdigest()
 
 
+@pytest.mark.parametrize("handler,config", HANDLER_CONFIGS, ids=lambda v: getattr(v, "name", ""))
+def test_records_fit_the_tfrecord_writer(handler, config):
+    tfrecord = pytest.importorskip("handlers.tfrecord")
+    for r in build(handler, SAMPLES[:3], **config):
+        features = tfrecord.record_features(r)
+        assert features["image/object/class/label"] == ("int64", list(r.labels))
+        assert features["image/source_image_id"][0] == "int64"
+        assert all(0 <= v <= 1 for c in ("xmin", "xmax", "ymin", "ymax") for v in getattr(r, c))
+        assert all(a < b for a, b in zip(r.xmin + r.ymin, r.xmax + r.ymax, strict=True))
+
+
 @pytest.mark.parametrize("handler", [DetectionHandler(), SuggestHandler(), ClassificationHandler()],
                          ids=lambda h: h.name)
 def test_bad_samples_raise(handler):
@@ -499,7 +510,8 @@ def test_classification_crops_show_their_object():
     assert len(records) == sum(len(s.boxes) for s in SAMPLES)
     for r in records:
         (label,) = r.labels
-        assert r.texts == (LABELS.name(label),) and r.xmin == r.xmax == r.ymin == r.ymax == ()
+        assert r.texts == (LABELS.name(label),)
+        assert (r.xmin, r.ymin, r.xmax, r.ymax) == ((0.0,), (0.0,), (1.0,), (1.0,))  # the whole crop
         assert r.extra["image/class/label"] == label and r.extra["image/class/text"] == LABELS.name(label)
         img = decode(r)
         assert img.size == (48, 48)
