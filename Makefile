@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# Extras each command installs (pyproject.toml). Training and dataset workers will need "train".
+# Extras each command installs (pyproject.toml). Tests read dataset shards with TensorFlow, so they need "train".
 RUN_EXTRAS  := inference
-TEST_EXTRAS := inference,dev
+TEST_EXTRAS := inference,train,dev
 
 .PHONY: run test clean
 
