@@ -210,3 +210,59 @@ class CocoExportQuery(StatusQuery):
 ImagePage = page_of(ImageOut, "ImagePage")
 AnnotationPage = page_of(AnnotationOut, "AnnotationPage")
 FailedCasePage = page_of(FailedCase, "FailedCasePage")
+
+
+# --- datasets ----------------------------------------------------------------------------------
+class DatasetIn(Strict):
+    project_id = Id(required=True)
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=128),
+                                                  validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                                                                  error="letters, digits, '.', '_' and '-' only")])
+    handler = fields.String(required=True, validate=validate.Length(min=1, max=80),
+                            metadata={"description": "name@version, e.g. detection@1 (GET /api/handlers)"})
+    label_map_id = Id(required=True)
+    subset = fields.String(load_default="all", validate=validate.OneOf(["all", "failed"]),
+                           metadata={"description": "all selected images, or only the failed cases"})
+    config = fields.Dict(keys=fields.String(), load_default=dict,
+                         metadata={"description": "handler options; defaults fill the rest"})
+
+
+class DatasetQuery(PageQuery):
+    project_id = QueryId()
+    status = fields.String(validate=validate.OneOf(["building", "ready", "failed"]))
+    name = fields.String(validate=validate.Length(max=128))
+
+
+class DatasetOut(Schema):
+    key = fields.String(metadata={"description": "SHA-256 of the canonical definition"})
+    project_id = fields.Integer()
+    name = fields.String()
+    handler = fields.String()
+    config = fields.Dict()
+    label_map_id = fields.Integer(allow_none=True)
+    subset = fields.String()
+    data_revision = fields.String()
+    status = fields.String()
+    job_id = fields.String(allow_none=True)
+    error = fields.String(allow_none=True)
+    sha256 = fields.String(allow_none=True)
+    size_bytes = fields.Integer()
+    manifest = fields.Dict()
+    hits = fields.Integer()
+    downloads = fields.Integer()
+    bytes_served = fields.Integer()
+    created_at = fields.DateTime()
+    last_access_at = fields.DateTime()
+
+
+class DatasetRequested(Schema):
+    dataset = fields.Nested(DatasetOut)
+    cached = fields.Boolean(metadata={"description": "true: built before, served from the cache"})
+    job = fields.Dict(allow_none=True, metadata={"description": "the build job (202)"})
+
+
+class HandlerList(Schema):
+    items = fields.List(fields.Dict())
+
+
+DatasetPage = page_of(DatasetOut, "DatasetPage")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import request, send_file, url_for
+from flask import request, url_for
 from flask.views import MethodView
 from marshmallow import ValidationError
 from sqlalchemy import and_, exists, func, select
@@ -12,6 +12,7 @@ from api.blueprint import Blueprint, page
 from api.data_schemas import ImageDeleted, ImageOut, ImagePage, ImageQuery, UrlsIn
 from api.errors import ApiError, invalid_input
 from api.extensions import db, runtime
+from api.files import send_blob
 from api.schemas import JobOut
 from api.uploads import ingest_files, submit_ingest, uploaded_files
 from handlers.imaging import ACCEPTED_FORMATS
@@ -171,13 +172,8 @@ class ImageItem(MethodView):
 
 
 def _send(key: str, mimetype: str, name: str):
-    try:
-        fh = runtime().blobs.open(key)
-    except KeyError:
-        raise ApiError(404, "the stored file is missing") from None
-    response = send_file(fh, mimetype=mimetype, etag=key, conditional=True, download_name=name, max_age=31536000)
-    response.headers["Cache-Control"] = _CACHE
-    return response
+    return send_blob(key, mimetype=mimetype, name=name, etag=key, cache_control=_CACHE,
+                     gone="the stored file of this image is missing")
 
 
 @bp.route("/images/<int:image_id>/file")

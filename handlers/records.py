@@ -37,6 +37,8 @@ class LabelMapSpec:
     names: tuple[str, ...]
 
     def name(self, label: int) -> str:
+        if not 1 <= label <= len(self.names):
+            raise ValueError(f"label {label} is not in this label map (1..{len(self.names)})")
         return self.names[label - 1]
 
 
@@ -55,4 +57,6 @@ class Record:
     ymax: tuple[float, ...] = ()
     labels: tuple[int, ...] = ()
     texts: tuple[str, ...] = ()
-    extra: dict = field(default_factory=dict)  # handler-specific features, e.g. the region a crop came from
+    # handler-specific features, name -> list of ints / floats / bytes|str, or (type, list) to type an
+    # empty list; e.g. the region a crop came from. Classification records carry one whole-crop box.
+    extra: dict = field(default_factory=dict, hash=False)

@@ -122,7 +122,7 @@ class LocalBlobStore(BlobStore):
         keys = [hashlib.sha256(data).hexdigest() for data in items]
         temps: dict[str, str] = {}
         try:
-            for key, data in zip(keys, items):
+            for key, data in zip(keys, items, strict=True):
                 if key in temps or self.exists(key):
                     continue
                 fd, temps[key] = tempfile.mkstemp(dir=self._tmp, prefix="put-")

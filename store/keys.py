@@ -19,6 +19,13 @@ class RedisKeys:
     def job_cancel(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}:cancel"
 
+    def dataset_lock(self, key: str) -> str:
+        return f"{self.prefix}:dataset:{key}:lock"
+
+    @property
+    def eviction_lock(self) -> str:
+        return f"{self.prefix}:datasets:evict:lock"
+
     @property
     def reaper_lock(self) -> str:
         return f"{self.prefix}:reaper:lock"

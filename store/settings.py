@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     fetch_allow_networks: list[str] = Field(
         default_factory=list, description='CIDRs URL fetches may reach although not public, JSON: ["10.1.2.0/24"]'
     )
+    dataset_cache_bytes: int = Field(
+        default=50 * 1024**3, gt=0, description="disk quota of built datasets; least recently used go first"
+    )
     visibility_timeouts: dict[str, int] = Field(
         default_factory=dict, description='per-queue override of the broker visibility timeout, JSON: {"augmentation": 600}'
     )
@@ -50,6 +53,11 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def work_dir(self) -> Path:
+        """Scratch space for builds, on the same file system as the blobs (so publishing is a rename)."""
+        return self.data_dir / "work"
 
     @property
     def staging_dir(self) -> Path:

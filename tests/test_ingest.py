@@ -83,6 +83,8 @@ def test_good_files_land_and_each_bad_one_is_rejected_with_its_reason(alice, pro
     assert "immutable" in res.headers["Cache-Control"] and res.headers["ETag"]
     again = alice.get(by_name["hopper.jpg"]["file_url"], headers={"If-None-Match": res.headers["ETag"]})
     assert again.status_code == 304
+    part = alice.get(by_name["hopper.jpg"]["file_url"], headers={"Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.data == photo[10:20]
     thumb = Image.open(io.BytesIO(alice.get(by_name["hopper.jpg"]["thumbnail_url"]).data))
     assert max(thumb.size) == settings.thumbnail_size and thumb.mode == "RGB"
     sideways = Image.open(io.BytesIO(alice.get(by_name["sideways.jpg"]["file_url"]).data))

@@ -13,7 +13,7 @@ from workers.queues import QUEUES, Queue, unacked_key
 
 log = logging.getLogger(__name__)
 
-TASK_MODULES = ["workers.tasks.probe", "workers.tasks.ingest"]
+TASK_MODULES = ["workers.tasks.probe", "workers.tasks.ingest", "workers.tasks.datasets"]
 
 
 def create_celery(settings: Settings | None = None, *, include_tasks: bool = True) -> Celery:

@@ -240,7 +240,7 @@ class Ingestor:
         first: dict[str, int] = {}
         with self.sessions() as session:
             known = self._existing(session, set(hashes))
-            for i, ((_, data), sha) in enumerate(zip(group, hashes)):
+            for i, ((_, data), sha) in enumerate(zip(group, hashes, strict=True)):
                 if sha in known:
                     plan.append(("known", *known[sha]))
                 elif sha in first:

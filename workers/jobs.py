@@ -116,13 +116,18 @@ def submit_many(celery: Celery, runtime: Runtime, session: Session, specs: list[
                 enqueue(celery, runtime, job, producer)
                 sent += 1
     except Exception as exc:
-        for job in jobs[sent:]:
-            job.status = JobStatus.failed
-            job.error = f"could not enqueue: {type(exc).__name__}: {exc}"
-            job.finished_at = utcnow()
-        session.commit()
+        mark_unsent(session, jobs[sent:], exc)
         raise
     return jobs
+
+
+def mark_unsent(session: Session, jobs: list[Job], exc: Exception) -> None:
+    """Jobs whose message could not be sent are failed with the reason, never left queued."""
+    for job in jobs:
+        job.status = JobStatus.failed
+        job.error = f"could not enqueue: {type(exc).__name__}: {exc}"
+        job.finished_at = utcnow()
+    session.commit()
 
 
 def cancel(celery: Celery, runtime: Runtime, session: Session, job: Job) -> Job:

@@ -36,6 +36,11 @@ KINDS: dict[str, JobKind] = {
             "checks, converts, thumbnails and stores uploaded images, zips and URLs; one outcome per file",
             Queue.augmentation,
         ),
+        JobKind(
+            "dataset.build",
+            "builds a dataset with its handler into TFRecord shards, label map and manifest, zipped and cached",
+            Queue.augmentation,
+        ),
     ]
 }
 

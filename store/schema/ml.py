@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, String
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store.schema.base import Base, str_enum, utcnow
@@ -30,7 +30,9 @@ class Dataset(Base):
     handler_version: Mapped[int]
     config: Mapped[dict] = mapped_column(default=dict)
     label_map_id: Mapped[int | None] = mapped_column(ForeignKey("label_maps.id", ondelete="SET NULL"))
+    subset: Mapped[str] = mapped_column(String(16), default="all", server_default="all")  # all | failed
     data_revision: Mapped[str] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)  # why the last build failed
     status: Mapped[DatasetStatus] = mapped_column(str_enum(DatasetStatus, "dataset_status"), index=True)
     job_id: Mapped[str | None] = mapped_column(String(36))
     blob_key: Mapped[str | None] = mapped_column(String(128))

@@ -1,0 +1,157 @@
+"""The dataset cache: one build per definition, however many ask.
+
+A dataset's key is the SHA-256 of the canonical JSON of its definition: project, dataset name, handler
+and version, the config with every default filled in, the label map and subset, and the data revision
+of what they select. `{}` and a config that spells out the defaults give the same key; any change to
+the selected boxes gives another.
+
+`request_dataset` answers from the catalog when the key is built (a hit), joins the running build when
+there is one, and otherwise creates the row and the build job under a short Redis lock keyed by the
+dataset key. The catalog is the truth: the lock only keeps concurrent requests from racing to create
+the row, and a build whose job died (failed, cancelled, or reaped) is started again by the next request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from handlers.registry import Handler
+from store.schema import Dataset, DatasetStatus, Job, LabelMap
+from store.schema.base import utcnow
+from store.selection import data_revision
+from workers import jobs as job_service
+
+LOCK_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Definition:
+    project_id: int
+    name: str
+    handler: Handler
+    config: dict  # validated, defaults filled
+    label_map: LabelMap
+    subset: str
+    data_revision: str
+
+    def canonical(self) -> dict:
+        return {
+            "project": self.project_id, "name": self.name, "handler": self.handler.name,
+            "version": self.handler.version, "config": self.config, "label_map": self.label_map.id,
+            "subset": self.subset, "data_revision": self.data_revision,
+        }
+
+    @property
+    def key(self) -> str:
+        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def define(session, *, project_id: int, name: str, handler: Handler, config: dict, label_map: LabelMap,
+           subset: str = "all") -> Definition:
+    """The definition of a request; `config` is validated by the handler (ConfigError lists bad keys)."""
+    return Definition(project_id, name, handler, handler.config(config), label_map, subset,
+                      data_revision(session, label_map, subset))
+
+
+@dataclass
+class Answer:
+    dataset: Dataset
+    job: Job | None  # the build job when the dataset is not ready yet
+    hit: bool
+
+
+def request_dataset(celery, runtime, session, definition: Definition, user_id: int | None) -> Answer:
+    key = definition.key
+    found = _lookup(session, key)
+    if found is not None and found.status is DatasetStatus.ready:
+        return Answer(_touch(session, found), None, hit=True)
+    with runtime.redis.lock(runtime.keys.dataset_lock(key), timeout=LOCK_SECONDS, blocking_timeout=LOCK_SECONDS):
+        session.expire_all()
+        found = _lookup(session, key)
+        if found is not None and found.status is DatasetStatus.ready:
+            return Answer(_touch(session, found), None, hit=True)
+        if found is not None and found.status is DatasetStatus.building:
+            job = session.get(Job, found.job_id) if found.job_id else None
+            if job is not None and not job.status.terminal:
+                return Answer(found, job, hit=False)  # join the running build
+        return _start_build(celery, runtime, session, definition, found, user_id)
+
+
+def _lookup(session, key: str) -> Dataset | None:
+    return session.scalar(select(Dataset).where(Dataset.key == key))
+
+
+def _touch(session, dataset: Dataset) -> Dataset:
+    session.execute(update(Dataset).where(Dataset.id == dataset.id)
+                    .values(hits=Dataset.hits + 1, last_access_at=utcnow()))
+    session.commit()
+    session.refresh(dataset)
+    return dataset
+
+
+def _start_build(celery, runtime, session, definition: Definition, row: Dataset | None, user_id) -> Answer:
+    """(Re)start the build: the row says `building` and names its job in the same commit as the job row."""
+    if row is None:
+        row = Dataset(
+            key=definition.key, project_id=definition.project_id, name=definition.name,
+            handler=definition.handler.name, handler_version=definition.handler.version, config=definition.config,
+            label_map_id=definition.label_map.id, subset=definition.subset, data_revision=definition.data_revision,
+            status=DatasetStatus.building, size_bytes=0, manifest={}, hits=0, downloads=0, bytes_served=0,
+        )
+        session.add(row)
+        try:
+            session.flush()
+        except IntegrityError:  # another process without this lock (e.g. a lock that expired) made it
+            session.rollback()
+            return request_dataset(celery, runtime, session, definition, user_id)
+    job = job_service.create_job(session, "dataset.build", params={"dataset_id": row.id},
+                                 project_id=definition.project_id, user_id=user_id)
+    row.status, row.job_id, row.error = DatasetStatus.building, job.id, None
+    session.commit()
+    try:
+        job_service.enqueue(celery, runtime, job)
+    except Exception as exc:
+        job_service.mark_unsent(session, [job], exc)
+        raise
+    return Answer(row, job, hit=False)
+
+
+def evict(runtime, session, quota_bytes: int, keep: frozenset[str] = frozenset()) -> list[str]:
+    """Delete ready datasets, least recently used first, until their total size fits `quota_bytes`.
+    Each row goes before its file (in that order, so the catalog never names a missing file); one
+    eviction runs at a time. Returns the evicted keys."""
+    evicted: list[str] = []
+    with runtime.redis.lock(runtime.keys.eviction_lock, timeout=120, blocking_timeout=120):
+        ready = session.execute(
+            select(Dataset.id, Dataset.key, Dataset.blob_key, Dataset.size_bytes)
+            .where(Dataset.status == DatasetStatus.ready).order_by(Dataset.last_access_at, Dataset.id)
+        ).all()
+        total = sum(r.size_bytes for r in ready)
+        for row in ready:
+            if total <= quota_bytes:
+                break
+            if row.key in keep:
+                continue
+            session.execute(delete(Dataset).where(Dataset.id == row.id))
+            session.commit()
+            if row.blob_key and not session.scalar(select(Dataset.id).where(Dataset.blob_key == row.blob_key)):
+                runtime.blobs.delete(row.blob_key)
+            total -= row.size_bytes
+            evicted.append(row.key)
+    return evicted
+
+
+def dataset_payload(d: Dataset) -> dict:
+    return {
+        "key": d.key, "project_id": d.project_id, "name": d.name, "handler": f"{d.handler}@{d.handler_version}",
+        "config": d.config, "label_map_id": d.label_map_id, "subset": d.subset, "data_revision": d.data_revision,
+        "status": d.status.value, "job_id": d.job_id, "error": d.error, "sha256": d.sha256,
+        "size_bytes": d.size_bytes, "manifest": d.manifest, "hits": d.hits, "downloads": d.downloads,
+        "bytes_served": d.bytes_served, "created_at": d.created_at, "last_access_at": d.last_access_at,
+    }
