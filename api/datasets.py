@@ -4,7 +4,7 @@ Also the handler registry (`GET /api/handlers`)."""
 from __future__ import annotations
 
 from flask.views import MethodView
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from api.auth import current_user, project_access
 from api.blueprint import Blueprint, page
@@ -16,6 +16,7 @@ from api.labels import get_label_map
 from handlers.registry import ConfigError, UnknownHandler, default_registry
 from store.schema import Dataset, DatasetStatus, Membership, Role
 from store.schema.base import utcnow
+from store.selection import selected_image_ids
 from workers import jobs as job_service
 from workers.datasets import dataset_payload, define, request_dataset
 
@@ -80,6 +81,12 @@ class Datasets(MethodView):
             fields = {f"config.{k}": [v] for k, v in exc.errors.items()}
             raise ApiError(400, "invalid config: " + "; ".join(f"{k}: {v}" for k, v in exc.errors.items()),
                            code="invalid_config", fields=fields) from None
+        selected = db.session.scalar(select(func.count()).select_from(
+            selected_image_ids(label_map.id, data["subset"]).subquery()))
+        if not selected:
+            what = "failed cases with" if data["subset"] == "failed" else "images with"
+            raise ApiError(400, f"label map {label_map.id} selects nothing: there are no {what} accepted boxes of "
+                                "its classes yet", fields={"label_map_id": ["selects no images"]})
         answer = request_dataset(celery(), runtime(), db.session, definition, current_user().id)
         body = {"dataset": dataset_payload(answer.dataset), "cached": answer.hit,
                 "job": job_service.job_payload(answer.job) if answer.job else None}

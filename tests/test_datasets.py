@@ -196,7 +196,18 @@ def test_bad_requests_name_what_is_wrong(alice, carol, labelled, sql):
     assert ask(carol, labelled).status_code == 403
     assert alice.post("/api/datasets", json={"project_id": labelled["pid"], "name": "../x", "handler": "detection@1",
                                              "label_map_id": labelled["lm"]}).status_code == 400
-    assert sql("SELECT count(*) FROM datasets")[0][0] == before
+    empty = alice.post(f"/api/projects/{labelled['pid']}/label-maps", json={
+        "name": "nothing", "classes": [alice.post(f"/api/projects/{labelled['pid']}/classes",
+                                                  json={"name": "unicorn"}).get_json()["id"]]}).get_json()["id"]
+    none = alice.post("/api/datasets", json={"project_id": labelled["pid"], "name": "x", "handler": "detection@1",
+                                             "label_map_id": empty})
+    assert none.status_code == 400 and "selects nothing" in none.get_json()["error"]["message"]
+    assert ask(alice, labelled, **{}).status_code == 202
+    failed_only = alice.post("/api/datasets", json={"project_id": labelled["pid"], "name": "x",
+                                                    "handler": "detection@1", "label_map_id": labelled["lm"],
+                                                    "subset": "failed"})
+    assert failed_only.status_code == 400  # no prediction was judged invalid yet
+    assert sql("SELECT count(*) FROM datasets")[0][0] == before + 1
     assert alice.get("/api/datasets/" + "0" * 64).status_code == 404
     names = [h["id"] for h in alice.get("/api/handlers").get_json()["items"]]
     assert {"detection@1", "suggest@1", "classification@1"} <= set(names)

@@ -64,7 +64,9 @@ def build(session, blobs, dataset: Dataset, work_root: Path, progress: Callable[
     labels = LabelMapSpec(tuple(e.label_class.name for e in label_map.entries))
     total, samples = sample_stream(session, blobs, dataset)
     work_root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"dataset-{dataset.key[:12]}-", dir=work_root))
+    for stale in work_root.glob(f"dataset-{dataset.key[:16]}-*"):  # left by a build whose worker was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix=f"dataset-{dataset.key[:16]}-", dir=work_root))
     try:
         return _write(work, blobs, dataset, handler, labels, total, samples, progress)
     finally:
