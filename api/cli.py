@@ -8,6 +8,7 @@ import time
 
 import click
 
+from client.cli import dataset as dataset_commands
 from store.settings import load_settings
 from workers.queues import Queue
 
@@ -15,6 +16,9 @@ from workers.queues import Queue
 @click.group()
 def main() -> None:
     """loopline: one job system for the human-in-the-loop computer-vision cycle."""
+
+
+main.add_command(dataset_commands)  # `loopline dataset get`: the client side
 
 
 # --- database ----------------------------------------------------------------------------------

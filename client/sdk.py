@@ -10,6 +10,7 @@ against the manifest. A folder already there that verifies is returned as it is.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -113,10 +114,11 @@ class Loopline:
             next_poll = time.monotonic() + self.poll_interval
             while job["status"] not in TERMINAL:
                 if progress:
-                    line = f"building: {job['status']} {100 * (job.get('progress') or 0):3.0f}% {job.get('message') or ''}"
-                    sys.stderr.write("\r" + line[:100].ljust(len(shown)))
+                    pct = 100 * (job.get("progress") or 0)
+                    line = f"building: {job['status']} {pct:3.0f}% {job.get('message') or ''}"[:100]
+                    sys.stderr.write("\r" + line.ljust(len(shown)))
                     sys.stderr.flush()
-                    shown = line[:100]
+                    shown = line
                 now = time.monotonic()
                 if now >= deadline:
                     raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout:g}s")
@@ -149,10 +151,8 @@ class Loopline:
                 return sio
         except Exception:  # no socket at all is fine: polling does the job
             pass
-        try:
+        with contextlib.suppress(Exception):
             sio.disconnect()
-        except Exception:
-            pass
         return None
 
     # --- downloading ---------------------------------------------------------------------------
@@ -186,7 +186,7 @@ class Loopline:
             have = 0
         if have < size:
             expected = self._transfer(f"/api/datasets/{key}/archive", part, have, size, expected, progress)
-        if part.stat().st_size != size:  # the server answered with less than it announced
+        if part.stat().st_size < size:  # the connection ended early: keep the part for the next try
             raise requests.ConnectionError(f"download of {key} stopped at {part.stat().st_size} of {size} "
                                            f"bytes; run again to resume")
         if _sha256(part) != expected:
