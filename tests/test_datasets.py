@@ -224,3 +224,12 @@ def test_eviction_removes_the_least_recently_used_rows_and_files(alice, labelled
     assert alice.get(f"/api/datasets/{old['key']}").status_code == 404
     assert not runtime.blobs.exists(old_blob)
     assert alice.get(f"/api/datasets/{new['key']}/archive").status_code == 200
+
+
+def test_the_same_key_builds_byte_identical_archives(alice, labelled):
+    first = built(alice, labelled, handler="suggest@1", regions=3, seed=5)
+    assert alice.delete(f"/api/datasets/{first['key']}").status_code == 204
+    assert alice.get(f"/api/datasets/{first['key']}").status_code == 404
+    again = built(alice, labelled, handler="suggest@1", regions=3, seed=5)
+    assert again["key"] == first["key"] and again["sha256"] == first["sha256"]
+    assert again["manifest"] == first["manifest"]
