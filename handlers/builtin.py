@@ -20,6 +20,7 @@ from io import BytesIO
 import numpy as np
 from PIL import Image
 
+from handlers import ops
 from handlers.records import Box, LabelMapSpec, Sample
 from handlers.registry import Option
 
@@ -90,3 +91,15 @@ def normalised(boxes: np.ndarray, width: int, height: int) -> dict[str, tuple[fl
     y0, y1 = np.clip(b[:, 1] / height, 0, 1), np.clip((b[:, 1] + b[:, 3]) / height, 0, 1)
     return {"xmin": tuple(x0.tolist()), "xmax": tuple(x1.tolist()),
             "ymin": tuple(y0.tolist()), "ymax": tuple(y1.tolist())}
+
+
+def boxes_in_view(sample: Sample, config: dict, labels: LabelMapSpec):
+    """For handlers that crop around boxes: (image, boxes, clipped boxes, indices of boxes with some area
+    inside the image, split), or None for a sample without boxes (its image is then not decoded)."""
+    boxes = canonical_boxes(sample, labels)
+    if not boxes:
+        return None
+    image = decode(sample)
+    clipped, visible = ops.clip_boxes([(b.x, b.y, b.w, b.h) for b in boxes], image.width, image.height)
+    usable = [j for j in range(len(boxes)) if visible[j] > 0]
+    return image, boxes, clipped, usable, split_of(config["seed"], sample.image_id, config["validation_fraction"])

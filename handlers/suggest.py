@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from handlers import ops
-from handlers.builtin import COMMON_OPTIONS, canonical_boxes, decode, encode_jpeg, normalised, rng_for, split_of
+from handlers.builtin import COMMON_OPTIONS, boxes_in_view, encode_jpeg, normalised, rng_for
 from handlers.records import LabelMapSpec, Record, Sample
 from handlers.registry import Handler, Option
 
@@ -49,13 +49,10 @@ class SuggestHandler(Handler):
             yield from self.records(sample, config, labels)
 
     def records(self, sample: Sample, config: dict, labels: LabelMapSpec) -> Iterator[Record]:
-        boxes = canonical_boxes(sample, labels)
-        if not boxes:
+        view = boxes_in_view(sample, config, labels)
+        if view is None:
             return
-        image = decode(sample)
-        clipped, visible = ops.clip_boxes([(b.x, b.y, b.w, b.h) for b in boxes], image.width, image.height)
-        usable = [j for j in range(len(boxes)) if visible[j] > 0]
-        split = split_of(config["seed"], sample.image_id, config["validation_fraction"])
+        image, boxes, clipped, usable, split = view
         size = config["size"]
         for j in usable:
             box = clipped[j]
