@@ -22,7 +22,7 @@ from PIL import Image
 
 from handlers import ops
 from handlers.records import Box, LabelMapSpec, Sample
-from handlers.registry import Option
+from handlers.registry import Handler, Option
 
 SEED_MAX = 2**31 - 1
 
@@ -103,3 +103,14 @@ def boxes_in_view(sample: Sample, config: dict, labels: LabelMapSpec):
     clipped, visible = ops.clip_boxes([(b.x, b.y, b.w, b.h) for b in boxes], image.width, image.height)
     usable = [j for j in range(len(boxes)) if visible[j] > 0]
     return image, boxes, clipped, usable, split_of(config["seed"], sample.image_id, config["validation_fraction"])
+
+
+class PerSampleHandler(Handler):
+    """A handler that turns each sample into records on its own (all the built-ins)."""
+
+    def build(self, samples, config: dict, labels: LabelMapSpec):
+        for sample in samples:
+            yield from self.records(sample, config, labels)
+
+    def records(self, sample: Sample, config: dict, labels: LabelMapSpec):
+        raise NotImplementedError

@@ -13,16 +13,16 @@ gives nothing and is not decoded.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from handlers import ops
-from handlers.builtin import COMMON_OPTIONS, boxes_in_view, encode_jpeg
+from handlers.builtin import COMMON_OPTIONS, PerSampleHandler, boxes_in_view, encode_jpeg
 from handlers.records import LabelMapSpec, Record, Sample
-from handlers.registry import Handler, Option
+from handlers.registry import Option
 from handlers.suggest import region_features
 
 
-class ClassificationHandler(Handler):
+class ClassificationHandler(PerSampleHandler):
     name = "classification"
     version = 1
     task = "classification"
@@ -33,10 +33,6 @@ class ClassificationHandler(Handler):
         "size": Option("int", 224, "side of the square output in pixels", 32, 1024),
         **COMMON_OPTIONS,
     }
-
-    def build(self, samples: Iterable[Sample], config: dict, labels: LabelMapSpec) -> Iterator[Record]:
-        for sample in samples:
-            yield from self.records(sample, config, labels)
 
     def records(self, sample: Sample, config: dict, labels: LabelMapSpec) -> Iterator[Record]:
         view = boxes_in_view(sample, config, labels)

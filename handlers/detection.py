@@ -14,17 +14,17 @@ longest side `size`, aspect ratio kept.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from handlers import ops
 from handlers.builtin import (
-    COMMON_OPTIONS, canonical_boxes, decode, encode_jpeg, normalised, rng_for, split_of,
+    COMMON_OPTIONS, PerSampleHandler, canonical_boxes, decode, encode_jpeg, normalised, rng_for, split_of,
 )
 from handlers.records import LabelMapSpec, Record, Sample
-from handlers.registry import Handler, Option
+from handlers.registry import Option
 
 
-class DetectionHandler(Handler):
+class DetectionHandler(PerSampleHandler):
     name = "detection"
     version = 1
     task = "detection"
@@ -47,10 +47,6 @@ class DetectionHandler(Handler):
                               "when less than this share of its area is still inside", 0, 1),
         **COMMON_OPTIONS,
     }
-
-    def build(self, samples: Iterable[Sample], config: dict, labels: LabelMapSpec) -> Iterator[Record]:
-        for sample in samples:
-            yield from self.records(sample, config, labels)
 
     def records(self, sample: Sample, config: dict, labels: LabelMapSpec) -> Iterator[Record]:
         boxes = canonical_boxes(sample, labels)

@@ -15,15 +15,15 @@ with no area inside the image are skipped; an image without boxes gives nothing 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from handlers import ops
-from handlers.builtin import COMMON_OPTIONS, boxes_in_view, encode_jpeg, normalised, rng_for
+from handlers.builtin import COMMON_OPTIONS, PerSampleHandler, boxes_in_view, encode_jpeg, normalised, rng_for
 from handlers.records import LabelMapSpec, Record, Sample
-from handlers.registry import Handler, Option
+from handlers.registry import Option
 
 
-class SuggestHandler(Handler):
+class SuggestHandler(PerSampleHandler):
     name = "suggest"
     version = 1
     task = "suggestion"
@@ -43,10 +43,6 @@ class SuggestHandler(Handler):
         if config["margin_min"] > config["margin_max"]:
             return {"margin_min": f"must be <= margin_max ({config['margin_max']:g})"}
         return {}
-
-    def build(self, samples: Iterable[Sample], config: dict, labels: LabelMapSpec) -> Iterator[Record]:
-        for sample in samples:
-            yield from self.records(sample, config, labels)
 
     def records(self, sample: Sample, config: dict, labels: LabelMapSpec) -> Iterator[Record]:
         view = boxes_in_view(sample, config, labels)
