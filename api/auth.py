@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import Flask, g, request
+from sqlalchemy import select
 
 from api.errors import ApiError
 from api.extensions import db
@@ -70,6 +71,11 @@ def role_in(project_id: int, user: User) -> Role | None:
     if user.is_superuser and db.session.get(Project, project_id) is not None:
         return Role.admin
     return None
+
+
+def member_project_ids(user: User):
+    """A subquery of the ids of the projects `user` is a member of (for list filters)."""
+    return select(Membership.project_id).where(Membership.user_id == user.id)
 
 
 def may_see_job(job: Job | None, user: User) -> bool:

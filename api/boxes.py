@@ -18,7 +18,7 @@ from api.data_schemas import (
 )
 from api.errors import ApiError
 from api.extensions import db
-from api.images import get_image, image_out
+from api.images import box_count, get_image, image_out
 from api.schemas import PageQuery
 from store.schema import (
     Annotation, AnnotationSource, AnnotationStatus, Deployment, Image, LabelClass, Review, Role, Verdict,
@@ -263,9 +263,9 @@ class FailedCases(MethodView):
         """Predictions judged invalid, newest review first; `total` is the size of the set. Datasets can
         draw from this set only (`subset=failed`)."""
         project_access(project_id)
-        q = (select(Review, Annotation, Image).join(Annotation, Annotation.id == Review.annotation_id)
+        q = (select(Review, Annotation, Image, box_count()).join(Annotation, Annotation.id == Review.annotation_id)
              .join(Image, Image.id == Annotation.image_id)
              .where(Image.project_id == project_id, Review.verdict == Verdict.invalid)
              .order_by(Review.created_at.desc(), Review.id.desc()))
         return page(q, args, lambda row: {"review": review_out(row[0]), "prediction": annotation_out(row[1], row[0]),
-                                          "image": image_out(row[2])}, scalars=False)
+                                          "image": image_out(row[2], row[3])}, scalars=False)

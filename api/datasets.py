@@ -4,9 +4,9 @@ Also the handler registry (`GET /api/handlers`)."""
 from __future__ import annotations
 
 from flask.views import MethodView
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
-from api.auth import current_user, project_access
+from api.auth import current_user, member_project_ids, project_access
 from api.blueprint import Blueprint, page
 from api.data_schemas import DatasetIn, DatasetOut, DatasetPage, DatasetQuery, DatasetRequested, HandlerList
 from api.errors import ApiError
@@ -14,9 +14,8 @@ from api.extensions import celery, db, runtime
 from api.files import send_blob
 from api.labels import get_label_map
 from handlers.registry import ConfigError, UnknownHandler, default_registry
-from store.schema import Dataset, DatasetStatus, Membership, Role
+from store.schema import Dataset, DatasetStatus, Role
 from store.schema.base import utcnow
-from store.selection import selected_image_ids
 from workers import jobs as job_service
 from workers.datasets import dataset_payload, define, request_dataset
 
@@ -53,7 +52,7 @@ class Datasets(MethodView):
         user = current_user()
         q = select(Dataset)
         if not user.is_superuser:
-            q = q.where(Dataset.project_id.in_(select(Membership.project_id).where(Membership.user_id == user.id)))
+            q = q.where(Dataset.project_id.in_(member_project_ids(user)))
         if "project_id" in args:
             project_access(args["project_id"])
             q = q.where(Dataset.project_id == args["project_id"])
@@ -81,9 +80,7 @@ class Datasets(MethodView):
             fields = {f"config.{k}": [v] for k, v in exc.errors.items()}
             raise ApiError(400, "invalid config: " + "; ".join(f"{k}: {v}" for k, v in exc.errors.items()),
                            code="invalid_config", fields=fields) from None
-        selected = db.session.scalar(select(func.count()).select_from(
-            selected_image_ids(label_map.id, data["subset"]).subquery()))
-        if not selected:
+        if not definition.images:
             what = "failed cases with" if data["subset"] == "failed" else "images with"
             raise ApiError(400, f"label map {label_map.id} selects nothing: there are no {what} accepted boxes of "
                                 "its classes yet", fields={"label_map_id": ["selects no images"]})

@@ -9,12 +9,12 @@ from __future__ import annotations
 from flask.views import MethodView
 from sqlalchemy import or_, select
 
-from api.auth import current_user, may_see_job, project_access, role_in
+from api.auth import current_user, may_see_job, member_project_ids, project_access, role_in
 from api.blueprint import Blueprint, page
 from api.errors import ApiError
 from api.extensions import celery, db, runtime
 from api.schemas import JobBatchIn, JobIn, JobList, JobOut, JobPage, JobQuery
-from store.schema import Job, Membership, Role
+from store.schema import Job, Role
 from workers import jobs as job_service
 from workers.registry import get_kind
 
@@ -39,8 +39,7 @@ class Jobs(MethodView):
         user = current_user()
         q = select(Job)
         if not user.is_superuser:
-            mine = select(Membership.project_id).where(Membership.user_id == user.id)
-            q = q.where(or_(Job.project_id.in_(mine), (Job.project_id.is_(None)) & (Job.user_id == user.id)))
+            q = q.where(or_(Job.project_id.in_(member_project_ids(user)), (Job.project_id.is_(None)) & (Job.user_id == user.id)))
         if "project_id" in args:
             project_access(args["project_id"])
             q = q.where(Job.project_id == args["project_id"])

@@ -122,9 +122,10 @@ class Supervisor:
         self.started[name] = time.monotonic()
 
     def run(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C and `kill`, even if started with SIGINT ignored
+            signal.signal(sig, lambda *_: self.stopping.set())
         for name in self.commands:
             self._start(name)
-        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
         restarts: dict[str, float] = {}
         try:
             while not self.stopping.wait(1.0):
@@ -136,8 +137,6 @@ class Supervisor:
                         click.echo(f"{name} exited with {proc.returncode}; restarting in {delay:.0f}s", err=True)
                         time.sleep(delay)
                         self._start(name)
-        except KeyboardInterrupt:
-            pass
         finally:
             self.stop()
 

@@ -13,7 +13,7 @@ from api.data_schemas import ExamplesQuery, StatusQuery, SubsetQuery
 from api.extensions import db
 from api.labels import get_label_map
 from store.schema import Annotation, AnnotationStatus, Image, LabelClass, LabelMapEntry
-from store.selection import data_revision, selected_image_ids
+from store.selection import fingerprint, selected_image_ids
 
 bp = Blueprint("queries", __name__, url_prefix="/api/projects/<int:project_id>",
                description="Counts and examples per class, label map distribution, data revision")
@@ -85,6 +85,7 @@ class LabelMapDistribution(MethodView):
         project_access(project_id)
         label_map = get_label_map(project_id, map_id)
         selected = selected_image_ids(map_id, args["subset"])
+        selection = fingerprint(db.session, label_map, args["subset"])
         per_class = dict((cid, (b, i)) for cid, b, i in db.session.execute(
             select(Annotation.class_id, func.count(Annotation.id), func.count(distinct(Annotation.image_id)))
             .join(LabelMapEntry, (LabelMapEntry.class_id == Annotation.class_id) & (LabelMapEntry.label_map_id == map_id))
@@ -93,8 +94,7 @@ class LabelMapDistribution(MethodView):
         ).all())
         return {
             "label_map_id": map_id, "subset": args["subset"],
-            "data_revision": data_revision(db.session, label_map, args["subset"]),
-            "images": db.session.scalar(select(func.count()).select_from(selected.subquery())),
+            "data_revision": selection.revision, "images": selection.images,
             "classes": [{"id": e.position + 1, "class_id": e.class_id, "name": e.label_class.name,
                          "boxes": per_class.get(e.class_id, (0, 0))[0], "images": per_class.get(e.class_id, (0, 0))[1]}
                         for e in label_map.entries],

@@ -70,13 +70,13 @@ def submit_ingest(project_id: int, params: dict) -> dict:
     return job_service.job_payload(job)
 
 
-def ingest_files(project_id: int, files: list, extra: dict | None = None, stage_extra=None) -> dict:
+def ingest_files(project_id: int, files: list, stage_extra=None) -> dict:
     """Stage `files` (plus whatever `stage_extra(upload_id)` adds to the params) and enqueue the job."""
     store = staging()
     upload_id = store.new_upload()
     try:
         staged, rejected = stage_files(upload_id, files)
-        params = {"staging": upload_id, "files": staged, "rejected": rejected, **(extra or {})}
+        params = {"staging": upload_id, "files": staged, "rejected": rejected}
         if stage_extra is not None:
             params.update(stage_extra(upload_id))
     except BaseException:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
@@ -49,7 +50,13 @@ def selected_boxes(label_map_id: int, subset: str = "all") -> Select:
     )
 
 
-def data_revision(session: Session, label_map: LabelMap, subset: str = "all") -> str:
+@dataclass(frozen=True)
+class Fingerprint:
+    revision: str  # the data revision
+    images: int  # how many images the selection holds
+
+
+def fingerprint(session: Session, label_map: LabelMap, subset: str = "all") -> Fingerprint:
     ids = selected_image_ids(label_map.id, subset)
     count, id_sum, rev_sum, rev_max, id_max = session.execute(
         select(func.count(Image.id), func.coalesce(func.sum(Image.id), 0),
@@ -60,4 +67,8 @@ def data_revision(session: Session, label_map: LabelMap, subset: str = "all") ->
     definition = [[e.position, e.class_id, e.label_class.name, e.label_class.group] for e in label_map.entries]
     payload = {"label_map": label_map.id, "classes": definition, "subset": subset,
                "images": [int(count), int(id_sum), int(rev_sum), int(rev_max), int(id_max)]}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+    return Fingerprint(hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32], int(count))
+
+
+def data_revision(session: Session, label_map: LabelMap, subset: str = "all") -> str:
+    return fingerprint(session, label_map, subset).revision

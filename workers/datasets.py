@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from handlers.registry import Handler
 from store.schema import Dataset, DatasetStatus, Job, LabelMap
 from store.schema.base import utcnow
-from store.selection import data_revision
+from store.selection import fingerprint
 from workers import jobs as job_service
 
 LOCK_SECONDS = 30
@@ -38,6 +38,7 @@ class Definition:
     label_map: LabelMap
     subset: str
     data_revision: str
+    images: int  # selected images; part of the revision, so not of the key
 
     def canonical(self) -> dict:
         return {
@@ -55,8 +56,9 @@ class Definition:
 def define(session, *, project_id: int, name: str, handler: Handler, config: dict, label_map: LabelMap,
            subset: str = "all") -> Definition:
     """The definition of a request; `config` is validated by the handler (ConfigError lists bad keys)."""
-    return Definition(project_id, name, handler, handler.config(config), label_map, subset,
-                      data_revision(session, label_map, subset))
+    selection = fingerprint(session, label_map, subset)
+    return Definition(project_id, name, handler, handler.config(config), label_map, subset, selection.revision,
+                      selection.images)
 
 
 @dataclass
