@@ -1,0 +1,55 @@
+"""The tf.data input pipeline over a dataset's TFRecord shards: parse, decode, resize, scale, batch,
+prefetch. Imports TensorFlow.
+
+Targets come from the first object of each record (suggest@ and classification@ records hold exactly
+one): `class_scores` is its label id minus one (label maps count from 1), `box` its normalised
+(ymin, xmin, ymax, xmax). Images are decoded and resized once and, when they fit in `cache_bytes`, kept
+in memory as uint8 for the following epochs.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from models.architectures import Architecture, PreprocessingSpec
+
+_FEATURES = {
+    "image/encoded": tf.io.FixedLenFeature([], tf.string),
+    **{f"image/object/bbox/{k}": tf.io.VarLenFeature(tf.float32) for k in ("ymin", "xmin", "ymax", "xmax")},
+    "image/object/class/label": tf.io.VarLenFeature(tf.int64),
+}
+
+
+def _parser(architecture: Architecture, size: int):
+    def parse(serialized):
+        ex = tf.io.parse_single_example(serialized, _FEATURES)
+        image = tf.io.decode_image(ex["image/encoded"], channels=3, expand_animations=False)
+        image = tf.ensure_shape(image, [None, None, 3])
+        # stretched to the model's size, as inference does (suggest@/classification@ crops are square)
+        image = tf.cast(tf.image.resize(image, [size, size], antialias=True), tf.uint8)
+        label = tf.sparse.to_dense(ex["image/object/class/label"])[0] - 1
+        targets = {"class_scores": label}
+        if any(o.name == "box" for o in architecture.outputs):
+            targets["box"] = tf.stack([tf.sparse.to_dense(ex[f"image/object/bbox/{k}"])[0]
+                                       for k in ("ymin", "xmin", "ymax", "xmax")])
+        return image, targets
+
+    return parse
+
+
+def make_dataset(files: list[str], architecture: Architecture, spec: PreprocessingSpec, batch_size: int, *,
+                 records: int, shuffle: bool, seed: int = 0, cache_bytes: int = 512 << 20) -> tf.data.Dataset:
+    """Batches of (float32 NHWC images, {output name: target}) for `model.fit` / `model.evaluate`. With
+    `shuffle` the stream repeats forever (pass `steps_per_epoch`); without, it is one pass in order."""
+    size = spec.size
+    ds = tf.data.TFRecordDataset(files).map(_parser(architecture, size), num_parallel_calls=tf.data.AUTOTUNE)
+    if records * size * size * 3 <= cache_bytes:
+        ds = ds.cache()
+    if shuffle:  # training: an endless reshuffled stream; `fit` cuts it into epochs of steps_per_epoch
+        ds = ds.shuffle(min(records, 10_000), seed=seed, reshuffle_each_iteration=True).repeat()
+    scale, offset = spec.scale, spec.offset
+
+    def preprocess(images, targets):
+        return tf.cast(images, tf.float32) * scale + offset, targets
+
+    return ds.batch(batch_size).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
