@@ -9,7 +9,7 @@ from api.errors import ApiError
 
 def create_app(config=None) -> Flask:
     """`config` is a `store.settings.Settings`, or None to read the `LOOPLINE_*` environment."""
-    from api import boxes, datasets, images, interop, jobs, labels, projects, queries, system
+    from api import boxes, checkpoints, datasets, images, interop, jobs, labels, projects, queries, system
     from api.auth import init_auth
     from api.errors import register_error_handlers
     from api.extensions import db, rest, socketio
@@ -40,7 +40,8 @@ def create_app(config=None) -> Flask:
     app.extensions["celery"] = create_celery(settings, include_tasks=False)
     db.init_app(app, runtime)
     rest.init_app(app)
-    for bp in (system.bp, projects.bp, labels.bp, images.bp, boxes.bp, queries.bp, interop.bp, datasets.bp, jobs.bp):
+    for bp in (system.bp, projects.bp, labels.bp, images.bp, boxes.bp, queries.bp, interop.bp, datasets.bp,
+               checkpoints.bp, jobs.bp):
         rest.register_blueprint(bp)
     register_error_handlers(app)  # after rest.init_app: ours replace smorest's error format
     init_auth(app)

@@ -14,10 +14,10 @@ from api.extensions import celery, db, runtime
 from api.files import send_blob
 from api.labels import get_label_map
 from handlers.registry import ConfigError, UnknownHandler, default_registry
-from store.schema import Dataset, DatasetStatus, Role
+from store.schema import Checkpoint, Dataset, DatasetStatus, Role
 from store.schema.base import utcnow
 from workers import jobs as job_service
-from workers.datasets import dataset_payload, define, request_dataset
+from workers.datasets import dataset_payload, define, in_training, request_dataset
 
 bp = Blueprint("datasets", __name__, url_prefix="/api", description="Datasets built by handlers, and their cache")
 
@@ -102,6 +102,8 @@ class DatasetItem(MethodView):
         dataset = visible_dataset(key, Role.admin)
         if dataset.status is DatasetStatus.building:
             raise ApiError(409, f"dataset {key} is being built by job {dataset.job_id}; cancel the job first")
+        if db.session.scalar(in_training().where(Checkpoint.dataset_id == dataset.id).limit(1)):
+            raise ApiError(409, f"dataset {key} is being trained on; wait for the training job or cancel it")
         blob_key = dataset.blob_key
         db.session.delete(dataset)
         db.session.commit()

@@ -18,11 +18,11 @@ def staging() -> Staging:
     return Staging(runtime().settings.staging_dir)
 
 
-def uploaded_files(field: str = "files") -> list:
+def uploaded_files(field: str = "files", what: str = "images and zips") -> list:
     files = [f for f in request.files.getlist(field) if f is not None]
     unknown = sorted(set(request.files) - {field, "annotations"})
     if unknown:
-        raise ApiError(400, f"unknown multipart fields {unknown}; send images and zips as {field!r}",
+        raise ApiError(400, f"unknown multipart fields {unknown}; send {what} as {field!r}",
                        fields={k: ["unknown field"] for k in unknown})
     return files
 

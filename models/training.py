@@ -142,6 +142,11 @@ def device() -> dict:
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:  # take GPU memory as needed, not all of it at the first op
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # already initialised by an earlier run in this process
+            pass
     if not gpus:
         return {"kind": "CPU", "name": "CPU (no GPU visible to TensorFlow)", "gpus": 0}
     details = tf.config.experimental.get_device_details(gpus[0])

@@ -7,50 +7,11 @@ import signal
 import time
 
 from handlers.registry import default_registry
-from store.accounts import create_user
-from store.schema import (
-    Annotation,
-    AnnotationSource,
-    AnnotationStatus,
-    Dataset,
-    Job,
-    LabelClass,
-    LabelMap,
-    LabelMapEntry,
-    Project,
-)
-from tests.support.scenes import layout, scene
+from store.schema import Dataset, Job, LabelMap
+from tests.support.catalog import labelled_project
 from workers.datasets import define, request_dataset
-from workers.ingest import Ingestor, Report
 
 IMAGES = 80
-
-
-def _labelled_project(iso, runtime) -> tuple[int, int, int]:
-    with runtime.sessions() as session:
-        user = create_user(session, "builder")
-        project = Project(name="crash", description="", created_by=user.id, stats={})
-        session.add(project)
-        session.flush()
-        classes = {n: LabelClass(project_id=project.id, name=n) for n in ("cat", "dog")}
-        session.add_all(classes.values())
-        session.flush()
-        label_map = LabelMap(project_id=project.id, name="pets")
-        label_map.entries = [LabelMapEntry(position=i, class_id=classes[n].id) for i, n in enumerate(("cat", "dog"))]
-        session.add(label_map)
-        session.commit()
-        pid, uid, lm = project.id, user.id, label_map.id
-    report = Report()
-    ingestor = Ingestor(runtime.sessions, runtime.blobs, iso, project_id=pid, job_id="setup", user_id=uid)
-    ingestor.store([(f"s{i}.png", scene(320, 240, layout(i, 320, 240))) for i in range(IMAGES)], report)
-    with runtime.sessions() as session:
-        for entry in report.files:
-            i = int(entry["name"][1:-4])
-            for name, x, y, w, h in layout(i, 320, 240):
-                session.add(Annotation(image_id=entry["image_id"], class_id=classes[name].id, x=x, y=y, w=w, h=h,
-                                       source=AnnotationSource.human, status=AnnotationStatus.accepted))
-        session.commit()
-    return pid, uid, lm
 
 
 def _state(runtime, key) -> tuple[Dataset, Job]:
@@ -61,7 +22,7 @@ def _state(runtime, key) -> tuple[Dataset, Job]:
 
 def test_killed_build_is_redelivered_and_published_once(isolated):
     iso, runtime, celery, start = isolated
-    pid, uid, lm = _labelled_project(iso, runtime)
+    pid, uid, lm = labelled_project(iso, runtime, IMAGES)
     first = start("augmentation")
     with runtime.sessions() as session:
         definition = define(session, project_id=pid, name="crash", handler=default_registry().get("detection@1"),

@@ -28,11 +28,10 @@ def suggest_shards(tmp_path_factory):
     return write_shards(tmp_path_factory.mktemp("suggest"), "suggest@1", {"size": 64, "regions": 6}, images=30)
 
 
-def _saved(model) -> bytes:
-    path = f"/tmp/loopline-test-{id(model)}.keras"
+def _saved(model, folder) -> bytes:
+    path = folder / f"{model.name}-{id(model)}.keras"
     model.save(path)
-    with open(path, "rb") as fh:
-        return fh.read()
+    return path.read_bytes()
 
 
 def test_registry_describes_architectures():
@@ -151,16 +150,16 @@ def test_early_stopping_state():
 
 
 def test_keras_file_check(tmp_path):
-    good = _saved(networks.build(SUGGESTER, 2, 64))
+    good = _saved(networks.build(SUGGESTER, 2, 64), tmp_path)
     info = check_keras_file(io.BytesIO(good), SUGGESTER, 2)
     assert info.size == 64 and info.keras_version == keras.__version__
     cases = {
         "not a readable .keras file": (b"hello", SUGGESTER, 2),
         "may be truncated": (good[: len(good) // 2] + bytes(len(good) - len(good) // 2), SUGGESTER, 2),
         "outputs \\['box', 'class_scores'\\]; the file's are \\['class_scores'\\]":
-            (_saved(networks.build(CLASSIFIER, 2, 64)), SUGGESTER, 2),
+            (_saved(networks.build(CLASSIFIER, 2, 64), tmp_path), SUGGESTER, 2),
         "must have 3 units \\(3 classes of the label map\\); the file's has 2": (good, SUGGESTER, 3),
-        "must be a Functional": (_saved(keras.Sequential([keras.Input((64, 64, 3)), keras.layers.Dense(2)])),
+        "must be a Functional": (_saved(keras.Sequential([keras.Input((64, 64, 3)), keras.layers.Dense(2)]), tmp_path),
                                  SUGGESTER, 2),
     }
     for message, (blob, arch, classes) in cases.items():

@@ -13,7 +13,9 @@ from workers.queues import QUEUES, Queue, unacked_key
 
 log = logging.getLogger(__name__)
 
-TASK_MODULES = ["workers.tasks.probe", "workers.tasks.ingest", "workers.tasks.datasets"]
+TASK_MODULES = [
+    "workers.tasks.probe", "workers.tasks.ingest", "workers.tasks.datasets", "workers.tasks.training",
+]
 
 
 def create_celery(settings: Settings | None = None, *, include_tasks: bool = True) -> Celery:

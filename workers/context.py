@@ -137,9 +137,11 @@ class JobContext:
         self.rt.events.job(self._payload)
 
     # --- reporting -------------------------------------------------------------------------------
-    def progress(self, done: float, total: float | None = None, message: str | None = None, **details) -> None:
+    def progress(self, done: float, total: float | None = None, message: str | None = None, *, force: bool = False,
+                 **details) -> None:
         """Report `done` of `total` (or a fraction when total is None). Cheap to call often:
-        events and catalog writes are throttled; a cancel raises JobCancelled here."""
+        events and catalog writes are throttled (`force` sends and writes this one at once, for
+        milestones); a cancel raises JobCancelled here."""
         fraction = (done / total) if total else float(done)
         self._payload["progress"] = round(min(1.0, max(0.0, fraction)), 4)
         if message is not None:
@@ -148,16 +150,22 @@ class JobContext:
             self._payload["details"] = {**self._payload.get("details", {}), **details}
         now = time.monotonic()
         s = self.rt.settings
-        if now - self._last_cancel_check >= 0.2:
-            self._last_cancel_check = now
-            self.check_cancelled()
-        if now - self._last_emit >= s.progress_emit_interval:
+        self.poll_cancel(now)
+        if force or now - self._last_emit >= s.progress_emit_interval:
             self._last_emit = now
             self._payload["updated_at"] = utcnow().isoformat()
             self.rt.events.job(self._payload)
-        if now - self._last_write >= s.progress_write_interval:
+        if force or now - self._last_write >= s.progress_write_interval:
             self._last_write = now
             self._write_progress()
+
+    def poll_cancel(self, now: float | None = None) -> None:
+        """Raise JobCancelled if the job was cancelled; asks Redis at most every 0.2 s, so a loop may
+        call it after every step."""
+        now = time.monotonic() if now is None else now
+        if now - self._last_cancel_check >= 0.2:
+            self._last_cancel_check = now
+            self.check_cancelled()
 
     def _write_progress(self) -> None:
         p = self._payload

@@ -21,7 +21,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from handlers.registry import Handler
-from store.schema import Dataset, DatasetStatus, Job, LabelMap
+from store.schema import Checkpoint, CheckpointStatus, Dataset, DatasetStatus, Job, LabelMap
 from store.schema.base import utcnow
 from store.selection import fingerprint
 from workers import jobs as job_service
@@ -127,18 +127,18 @@ def _start_build(celery, runtime, session, definition: Definition, row: Dataset 
 def evict(runtime, session, quota_bytes: int, keep: frozenset[str] = frozenset()) -> list[str]:
     """Delete ready datasets, least recently used first, until their total size fits `quota_bytes`.
     Each row goes before its file (in that order, so the catalog never names a missing file); one
-    eviction runs at a time. Returns the evicted keys."""
+    eviction runs at a time; datasets being trained on are kept. Returns the evicted keys."""
     evicted: list[str] = []
     with runtime.redis.lock(runtime.keys.eviction_lock, timeout=120, blocking_timeout=120):
         ready = session.execute(
-            select(Dataset.id, Dataset.key, Dataset.blob_key, Dataset.size_bytes)
+            select(Dataset.id, Dataset.key, Dataset.blob_key, Dataset.size_bytes, Dataset.id.in_(in_training()))
             .where(Dataset.status == DatasetStatus.ready).order_by(Dataset.last_access_at, Dataset.id)
         ).all()
         total = sum(r.size_bytes for r in ready)
         for row in ready:
             if total <= quota_bytes:
                 break
-            if row.key in keep:
+            if row.key in keep or row[4]:  # asked to keep, or a training run reads it
                 continue
             session.execute(delete(Dataset).where(Dataset.id == row.id))
             session.commit()
@@ -147,6 +147,12 @@ def evict(runtime, session, quota_bytes: int, keep: frozenset[str] = frozenset()
             total -= row.size_bytes
             evicted.append(row.key)
     return evicted
+
+
+def in_training():
+    """Ids of datasets a checkpoint is training on now: they stay in the cache until the run ends."""
+    return select(Checkpoint.dataset_id).where(Checkpoint.status == CheckpointStatus.training,
+                                               Checkpoint.dataset_id.is_not(None))
 
 
 def dataset_payload(d: Dataset) -> dict:

@@ -41,6 +41,11 @@ KINDS: dict[str, JobKind] = {
             "builds a dataset with its handler into TFRecord shards, label map and manifest, zipped and cached",
             Queue.augmentation,
         ),
+        JobKind(
+            "checkpoint.train",
+            "trains a checkpoint on a cached dataset, saving every epoch so a redelivered job resumes",
+            Queue.training,
+        ),
     ]
 }
 

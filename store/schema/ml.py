@@ -55,6 +55,11 @@ class CheckpointStatus(str, enum.Enum):
 
 
 class Checkpoint(Base):
+    """A node of the model tree. `weights_key` names a `.keras` blob; None means the architecture's
+    deterministic initialisation with `config["seed"]` (roots made from an architecture, and forks of them).
+    `classes` are the class names its head predicts, in label-map order; `dataset_key` keeps naming the
+    training data after the dataset is evicted from the cache. `state` is a running job's resume point."""
+
     __tablename__ = "checkpoints"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -66,7 +71,11 @@ class Checkpoint(Base):
     label_map_id: Mapped[int | None] = mapped_column(ForeignKey("label_maps.id", ondelete="SET NULL"))
     dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"), index=True)
     weights_key: Mapped[str | None] = mapped_column(String(128))
-    params: Mapped[dict] = mapped_column(default=dict)
+    classes: Mapped[list] = mapped_column(default=list)
+    config: Mapped[dict] = mapped_column(default=dict)  # source, input_size, seed
+    dataset_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    state: Mapped[dict] = mapped_column(default=dict)  # epochs_done, state_key, early stopping, device
+    params: Mapped[dict] = mapped_column(default=dict)  # the training request
     metrics: Mapped[dict] = mapped_column(default=dict)
     curve: Mapped[list] = mapped_column(default=list)
     job_id: Mapped[str | None] = mapped_column(String(36))

@@ -1,0 +1,104 @@
+"""Schemas of the model side: architectures, the checkpoint tree, training requests."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from api.data_schemas import QueryId
+from api.schemas import Id, Name, PageQuery, Strict, page_of
+from store.schema import CheckpointStatus
+
+SEED = validate.Range(min=0, max=2**31 - 1)
+
+
+class ArchitectureList(Schema):
+    items = fields.List(fields.Dict())
+
+
+class CheckpointIn(Strict):
+    """A root from an architecture's fresh weights (JSON). Upload a `.keras` file instead as
+    multipart/form-data with `file`, `architecture`, `label_map_id` and optionally `name`."""
+
+    architecture = fields.String(required=True, validate=validate.Length(min=1, max=64),
+                                 metadata={"description": "GET /api/architectures"})
+    label_map_id = Id(required=True, metadata={"description": "sizes the class head; its classes, in order"})
+    name = Name(load_default="")
+    input_size = fields.Integer(strict=True, metadata={"description": "side of the square input; default: the "
+                                                                      "architecture's"})
+    seed = fields.Integer(strict=True, load_default=0, validate=SEED,
+                          metadata={"description": "of the initial weights: the same seed gives the same weights"})
+
+
+class CheckpointUploadForm(Strict):
+    architecture = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    label_map_id = QueryId(required=True)  # form fields are text
+    name = Name(load_default="")
+
+
+class ForkIn(Strict):
+    name = Name(load_default="")
+
+
+class EarlyStoppingIn(Strict):
+    patience = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=1000),
+                              metadata={"description": "epochs without improvement of val_loss before stopping"})
+    min_delta = fields.Float(load_default=0.0, allow_nan=False, validate=validate.Range(min=0))
+    restore_best = fields.Boolean(load_default=True, metadata={"description": "keep the best epoch's weights"})
+
+
+class TrainIn(Strict):
+    dataset_key = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$", error="a 64-hex dataset key"))
+    epochs = fields.Integer(strict=True, load_default=10, validate=validate.Range(min=1, max=10_000))
+    batch_size = fields.Integer(strict=True, load_default=32, validate=validate.Range(min=1, max=4096))
+    learning_rate = fields.Float(load_default=1e-3, allow_nan=False,
+                                 validate=validate.Range(min=0, max=10, min_inclusive=False))
+    early_stopping = fields.Nested(EarlyStoppingIn, load_default=None, allow_none=True)
+    reinit_head = fields.Boolean(load_default=False, metadata={
+        "description": "replace the class head with a fresh one sized for the dataset's label map (required when "
+                       "it differs from the checkpoint's classes)"})
+    report_every_steps = fields.Integer(strict=True, load_default=20, validate=validate.Range(min=1, max=100_000))
+    seed = fields.Integer(strict=True, load_default=0, validate=SEED, metadata={"description": "of the shuffling"})
+
+
+class CheckpointQuery(PageQuery):
+    status = fields.Enum(CheckpointStatus, by_value=True)
+    architecture = fields.String(validate=validate.Length(max=64))
+    dataset_key = fields.String(validate=validate.Length(max=64))
+    parent_id = QueryId()
+    class_id = QueryId(metadata={"description": "checkpoints whose label map holds this class"})
+
+
+class CheckpointOut(Schema):
+    id = fields.Integer()
+    project_id = fields.Integer()
+    name = fields.String()
+    architecture = fields.String()
+    task = fields.String()
+    status = fields.String()
+    parent_id = fields.Integer(allow_none=True)
+    source = fields.String(metadata={"description": "architecture | upload | fork"})
+    input_size = fields.Integer()
+    seed = fields.Integer(allow_none=True)
+    preprocessing = fields.Dict()
+    classes = fields.List(fields.String())
+    label_map_id = fields.Integer(allow_none=True)
+    dataset_key = fields.String(allow_none=True)
+    has_weights = fields.Boolean(metadata={"description": "false: the architecture's initial weights for `seed`"})
+    params = fields.Dict()
+    metrics = fields.Dict()
+    curve = fields.List(fields.Dict())
+    epochs_done = fields.Integer()
+    device = fields.Dict(allow_none=True)
+    job_id = fields.String(allow_none=True)
+    created_by = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+    trained_at = fields.DateTime(allow_none=True)
+    lineage = fields.Dict()
+    job = fields.Dict()
+
+
+class CheckpointTree(Schema):
+    roots = fields.List(fields.Dict(), metadata={"description": "nested: each node has `children`"})
+
+
+CheckpointPage = page_of(CheckpointOut, "CheckpointPage")

@@ -1,0 +1,249 @@
+"""The model tree and training through the API, real workers (augmentation and training pools), real
+TensorFlow on the CPU: images with known boxes → suggest@1 dataset → root → fork → train → lineage."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+
+import pytest
+
+from tests.support.ingest import image_ids, ingest
+from tests.support.scenes import layout, scene
+from tests.support.sio import Listener
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+from models import data, networks, training  # noqa: E402 - after the TensorFlow check
+from models.architectures import get_architecture  # noqa: E402
+
+SUGGESTER = get_architecture("box_suggester")
+IMAGES = 30
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return {f"scene{i}.png": scene(160, 120, layout(i)) for i in range(IMAGES)}
+
+
+@pytest.fixture()
+def pets(alice, project, workers, scenes):
+    """A project with 30 boxed images, label map [cat, dog], a ready suggest@1 dataset (64 px crops)."""
+    pid = project["id"]
+    base = f"/api/projects/{pid}"
+    cls = {n: alice.post(f"{base}/classes", json={"name": n}).get_json()["id"] for n in ("cat", "dog", "bird")}
+    for name, image in image_ids(ingest(alice, pid, scenes)).items():
+        alice.put(f"{base}/images/{image}/annotations", json={"revision": 0, "items": [
+            {"class_id": cls[c], "x": x, "y": y, "w": w, "h": h} for c, x, y, w, h in layout(int(name[5:-4]))]})
+    lm = alice.post(f"{base}/label-maps", json={"name": "pets", "classes": [cls["cat"], cls["dog"]]}).get_json()["id"]
+    dataset = build(alice, pid, lm, "suggest@1", {"size": 64, "regions": 4})
+    return {"pid": pid, "base": base, "lm": lm, "cls": cls, "dataset": dataset}
+
+
+def build(client, pid, lm, handler, config) -> dict:
+    res = client.post("/api/datasets", json={"project_id": pid, "name": handler.split("@")[0], "handler": handler,
+                                             "label_map_id": lm, "config": config})
+    body = res.get_json()
+    if res.status_code == 202:
+        assert client.wait_job(body["job"]["id"])["status"] == "succeeded"
+        body["dataset"] = client.get(f"/api/datasets/{body['dataset']['key']}").get_json()
+    return body["dataset"]
+
+
+def root(client, pets, **extra) -> dict:
+    res = client.post(f"{pets['base']}/checkpoints", json={"architecture": "box_suggester", "label_map_id": pets["lm"],
+                                                           "input_size": 64, "name": "root", **extra})
+    assert res.status_code == 201, res.get_json()
+    return res.get_json()
+
+
+def fork(client, pets, parent: dict, name: str = "child") -> dict:
+    res = client.post(f"{pets['base']}/checkpoints/{parent['id']}/fork", json={"name": name})
+    assert res.status_code == 201, res.get_json()
+    return res.get_json()
+
+
+def train(client, pets, checkpoint: dict, **params) -> dict:
+    res = client.post(f"{pets['base']}/checkpoints/{checkpoint['id']}/train",
+                      json={"dataset_key": pets["dataset"]["key"], **params})
+    assert res.status_code == 202, res.get_json()
+    return res.get_json()
+
+
+def keras_file(model, tmp_path) -> bytes:
+    path = tmp_path / f"{model.name}-{id(model)}.keras"
+    model.save(path)
+    return path.read_bytes()
+
+
+def upload(client, pets, blob: bytes, label_map_id: int, architecture: str = "box_suggester"):
+    return client.post(f"{pets['base']}/checkpoints", content_type="multipart/form-data", data={
+        "file": (io.BytesIO(blob), "model.keras"), "architecture": architecture, "label_map_id": str(label_map_id)})
+
+
+def validation_iou(client, pets, weights: bytes, tmp_path) -> float:
+    """Evaluate downloaded weights on the downloaded dataset's validation split, in this process."""
+    archive = client.get(f"/api/datasets/{pets['dataset']['key']}/archive").data
+    folder = tmp_path / "dataset"
+    zipfile.ZipFile(io.BytesIO(archive)).extractall(folder)
+    files = sorted(str(p) for p in (folder / "data").glob("validation-*"))
+    (tmp_path / "w.keras").write_bytes(weights)
+    model = training.load(str(tmp_path / "w.keras"), compile=True)
+    records = pets["dataset"]["manifest"]["records"]["validation"]
+    return training.evaluate(model, data.make_dataset(files, SUGGESTER, SUGGESTER.spec(64), 32, records=records,
+                                                      shuffle=False))["val_box_iou"]
+
+
+def test_fork_and_train_learns_boxes_with_lineage_and_live_progress(alice, pets, server, tokens, tmp_path):
+    base = pets["base"]
+    parent = root(alice, pets, seed=3)
+    assert parent["status"] == "fresh" and parent["has_weights"] is False and parent["classes"] == ["cat", "dog"]
+    assert parent["preprocessing"]["size"] == 64 and parent["source"] == "architecture"
+    child = fork(alice, pets, parent)
+    assert child["parent_id"] == parent["id"] and child["seed"] == 3 and child["source"] == "fork"
+
+    listener = Listener(server.url, tokens["alice"])
+    try:
+        assert listener.join(project=pets["pid"])["ok"]
+        started = train(alice, pets, child, epochs=4, batch_size=16, learning_rate=2e-3, report_every_steps=3)
+        assert started["status"] == "training" and started["job"]["queue"] == "training"
+        job = alice.wait_job(started["job"]["id"], timeout=240)
+        assert job["status"] == "succeeded", job
+        listener.wait_for(job["id"], "succeeded")
+        events = [e for e in listener.events if e["id"] == job["id"] and e["status"] == "running"]
+    finally:
+        listener.close()
+
+    steps = [e["details"]["step"] for e in events if "step" in e["details"]]
+    assert steps and {"loss", "box_iou", "class_scores_accuracy", "samples_per_s", "eta_s"} <= set(steps[-1])
+    assert steps[-1]["epoch"] == 4 and steps[-1]["step"] == steps[-1]["steps"]
+    epochs = [e["details"]["epoch_summary"]["epoch"] for e in events if re.match(r"epoch \d+/4 done", e["message"])]
+    assert epochs == [1, 2, 3, 4]
+    assert any(e["details"].get("device", {}).get("kind") in ("CPU", "GPU") for e in events)
+
+    trained = alice.get(f"{base}/checkpoints/{child['id']}").get_json()
+    untrained_iou, trained_iou = trained["curve"][0]["val_box_iou"], trained["metrics"]["val_box_iou"]
+    print(f"validation box IoU: untrained root {untrained_iou:.3f}, trained fork {trained_iou:.3f}")
+    assert trained["status"] == "trained" and trained["has_weights"] and trained["trained_at"]
+    assert [e["epoch"] for e in trained["curve"]] == [0, 1, 2, 3, 4]
+    assert trained_iou > 0.5 and trained_iou > untrained_iou + 0.3
+    assert trained["metrics"]["initial"]["val_box_iou"] == untrained_iou and trained["metrics"]["epochs_trained"] == 4
+    assert trained["device"]["kind"] in ("CPU", "GPU")
+
+    lineage = trained["lineage"]
+    assert trained["dataset_key"] == pets["dataset"]["key"]
+    assert lineage["dataset"]["handler"] == "suggest@1" and lineage["dataset"]["config"]["size"] == 64
+    assert lineage["label_map"]["id"] == pets["lm"]
+    assert [c["name"] for c in lineage["label_map"]["classes"]] == ["cat", "dog"]
+    assert [a["id"] for a in lineage["ancestors"]] == [parent["id"]] and lineage["created_by"]["name"] == "alice"
+    assert trained["params"]["epochs"] == 4 and trained["params"]["learning_rate"] == 2e-3
+    assert alice.get(f"{base}/checkpoints/{parent['id']}").get_json()["lineage"]["children"] == [child["id"]]
+
+    # the weights file is a real Keras model whose validation IoU is the one recorded
+    weights = alice.get(f"{base}/checkpoints/{child['id']}/weights")
+    assert weights.status_code == 200 and weights.headers["ETag"]
+    assert validation_iou(alice, pets, weights.data, tmp_path) == pytest.approx(trained_iou, abs=1e-4)
+
+    # immutable: training it again is refused; a fork of it starts from its weights
+    again = alice.post(f"{base}/checkpoints/{child['id']}/train", json={"dataset_key": pets["dataset"]["key"]})
+    assert again.status_code == 409 and "immutable" in again.get_json()["error"]["message"]
+    grandchild = fork(alice, pets, trained, "grandchild")
+    assert grandchild["has_weights"] and grandchild["status"] == "fresh"
+
+    tree = alice.get(f"{base}/checkpoints/tree").get_json()["roots"]
+    assert [(r["id"], [c["id"] for c in r["children"]]) for r in tree] == [(parent["id"], [child["id"]])]
+    assert [c["id"] for c in tree[0]["children"][0]["children"]] == [grandchild["id"]]
+    by_class = alice.get(f"{base}/checkpoints", query_string={"class_id": pets["cls"]["dog"]}).get_json()
+    assert {c["id"] for c in by_class["items"]} == {parent["id"], child["id"], grandchild["id"]}
+    assert alice.get(f"{base}/checkpoints", query_string={"class_id": pets["cls"]["bird"]}).get_json()["total"] == 0
+    by_data = alice.get(f"{base}/checkpoints", query_string={"dataset_key": pets["dataset"]["key"]}).get_json()
+    assert [c["id"] for c in by_data["items"]] == [child["id"]]
+
+
+def test_uploaded_root_with_another_label_map_trains_only_with_a_new_head(alice, pets, tmp_path):
+    base = pets["base"]
+    three = alice.post(f"{base}/label-maps", json={"name": "three", "classes": [
+        pets["cls"]["cat"], pets["cls"]["dog"], pets["cls"]["bird"]]}).get_json()["id"]
+    res = upload(alice, pets, keras_file(networks.build(SUGGESTER, 3, 64, seed=5), tmp_path), three)
+    assert res.status_code == 201, res.get_json()
+    uploaded = res.get_json()
+    assert uploaded["source"] == "upload" and uploaded["has_weights"] and uploaded["classes"] == ["cat", "dog", "bird"]
+    assert uploaded["input_size"] == 64
+
+    refused = alice.post(f"{base}/checkpoints/{uploaded['id']}/train", json={"dataset_key": pets["dataset"]["key"]})
+    body = refused.get_json()["error"]
+    assert refused.status_code == 409 and body["code"] == "label_map_mismatch" and "reinit_head" in body["message"]
+    assert alice.get(f"{base}/checkpoints/{uploaded['id']}").get_json()["status"] == "fresh"  # nothing written
+
+    started = train(alice, pets, uploaded, epochs=1, batch_size=32, reinit_head=True)
+    job = alice.wait_job(started["job"]["id"], timeout=180)
+    assert job["status"] == "succeeded", job
+    done = alice.get(f"{base}/checkpoints/{uploaded['id']}").get_json()
+    assert done["classes"] == ["cat", "dog"] and done["label_map_id"] == pets["lm"] and done["status"] == "trained"
+    (tmp_path / "new-head.keras").write_bytes(alice.get(f"{base}/checkpoints/{uploaded['id']}/weights").data)
+    assert networks.output_classes(training.load(str(tmp_path / "new-head.keras"), compile=False)) == 2
+
+
+def test_cancel_stops_between_steps_and_keeps_the_last_epoch(alice, pets, sql):
+    child = fork(alice, pets, root(alice, pets))
+    started = train(alice, pets, child, epochs=500, batch_size=4, report_every_steps=1)
+    job_id = started["job"]["id"]
+    base = pets["base"]
+    while alice.get(f"{base}/checkpoints/{child['id']}").get_json()["epochs_done"] < 1:
+        assert alice.get(f"/api/jobs/{job_id}").get_json()["status"] in ("queued", "running")
+    assert alice.post(f"/api/jobs/{job_id}/cancel").status_code == 202
+    job = alice.wait_job(job_id, timeout=20)
+    assert job["status"] == "cancelled", job
+    cancelled = alice.get(f"{base}/checkpoints/{child['id']}").get_json()
+    assert cancelled["status"] == "cancelled" and cancelled["has_weights"] and 1 <= cancelled["epochs_done"] < 500
+    (weights_key, state), = sql("SELECT weights_key, CAST(state AS TEXT) FROM checkpoints WHERE id = :id", id=child["id"])
+    assert weights_key and weights_key in state  # the last finished epoch's file
+    again = alice.post(f"{base}/checkpoints/{child['id']}/train", json={"dataset_key": pets["dataset"]["key"]})
+    assert again.status_code == 409 and "fork it" in again.get_json()["error"]["message"]
+    assert fork(alice, pets, cancelled)["has_weights"]
+
+
+def test_bad_input_is_refused_and_names_the_problem(alice, carol, pets, sql, tmp_path):
+    base = pets["base"]
+    ck = fork(alice, pets, root(alice, pets))
+    before = sql("SELECT COUNT(*) FROM checkpoints")[0][0]
+
+    def refused(res, status, *words):
+        body = res.get_json()["error"]
+        assert res.status_code == status, body
+        text = (body["message"] + str(body.get("fields", ""))).lower()
+        assert all(w.lower() in text for w in words), body
+
+    url = f"{base}/checkpoints/{ck['id']}/train"
+    refused(alice.post(url, json={"dataset_key": "0" * 64}), 404, "dataset", "not found")
+    refused(alice.post(url, json={"dataset_key": "nope"}), 400, "dataset_key")
+    refused(alice.post(url, json={"dataset_key": pets["dataset"]["key"], "epochs": -1}), 400, "epochs")
+    refused(alice.post(url, json={"dataset_key": pets["dataset"]["key"], "learning_rate": 0}), 400, "learning_rate")
+    refused(alice.post(url, json={"dataset_key": pets["dataset"]["key"], "batch_size": "8"}), 400, "batch_size")
+    refused(alice.post(url, json={"dataset_key": pets["dataset"]["key"], "early_stopping": {"patience": 0}}), 400,
+            "patience")
+    detection = build(alice, pets["pid"], pets["lm"], "detection@1", {"size": 96, "variations": 1})
+    refused(alice.post(url, json={"dataset_key": detection["key"]}), 400, "detection@1", "suggest@")
+    refused(carol.post(url, json={"dataset_key": pets["dataset"]["key"]}), 403)
+    refused(alice.post(f"{base}/checkpoints/999999/train", json={"dataset_key": pets["dataset"]["key"]}), 404,
+            "checkpoint 999999")
+
+    make = f"{base}/checkpoints"
+    refused(alice.post(make, json={"architecture": "resnet", "label_map_id": pets["lm"]}), 400, "box_suggester")
+    refused(alice.post(make, json={"architecture": "box_suggester", "label_map_id": pets["lm"], "input_size": 100}),
+            400, "input_size", "multiple of 16")
+    refused(alice.post(make, json={"architecture": "box_suggester", "label_map_id": 999999}), 404, "label map")
+    refused(alice.post(make, json={"architecture": "box_suggester"}), 400, "label_map_id")
+    good = keras_file(networks.build(SUGGESTER, 2, 64), tmp_path)
+    refused(upload(alice, pets, good[: len(good) // 2], pets["lm"]), 400, "truncated")
+    refused(upload(alice, pets, b"not a model", pets["lm"]), 400, "not a readable .keras file")
+    classifier = keras_file(networks.build(get_architecture("classifier"), 2, 64), tmp_path)
+    refused(upload(alice, pets, classifier, pets["lm"]), 400, "outputs", "box")
+    refused(upload(alice, pets, keras_file(networks.build(SUGGESTER, 5, 64), tmp_path), pets["lm"]), 400, "2 classes")
+    refused(upload(alice, pets, good, pets["lm"], architecture="vgg"), 400, "architecture")
+    assert sql("SELECT COUNT(*) FROM checkpoints")[0][0] == before  # nothing half-written
+    assert alice.get(f"{base}/checkpoints/{ck['id']}").get_json()["status"] == "fresh"
+    fresh_weights = alice.get(f"{base}/checkpoints/{ck['id']}/weights")
+    refused(fresh_weights, 409, "seed")

@@ -1,0 +1,129 @@
+"""The checkpoint tree as the API and the training job share it: lineage, payloads, starting a training
+run, and reconciling a checkpoint whose training job ended without it (reaped, cancelled while queued).
+
+Nothing here imports TensorFlow: the API uses it. The tree's rules: a root comes from an architecture
+(weights = its deterministic initialisation with a seed) or an uploaded `.keras` file; a fork starts from
+its parent's weights; only a `fresh` (or `failed`) checkpoint can be trained, in place, once; a trained
+checkpoint never changes again (fork it to train further).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+
+from models.architectures import get_architecture
+from store.schema import Checkpoint, CheckpointStatus, Dataset, Job, JobStatus, LabelMap, User
+from store.schema.base import utcnow
+from workers import jobs as job_service
+
+TRAINABLE = (CheckpointStatus.fresh, CheckpointStatus.failed)
+
+
+def reconcile(session, checkpoint: Checkpoint) -> Checkpoint:
+    """A checkpoint still `training` whose job is over (the reaper failed it, or it was cancelled before a
+    worker took it) takes the job's outcome, keeping the weights of its last finished epoch if cancelled."""
+    if checkpoint.status is not CheckpointStatus.training or not checkpoint.job_id:
+        return checkpoint
+    job = session.get(Job, checkpoint.job_id)
+    if job is None or not job.status.terminal:
+        return checkpoint
+    if job.status is JobStatus.succeeded:  # the job committed the checkpoint first; nothing to mend
+        session.refresh(checkpoint)
+        return checkpoint
+    values: dict = {"status": CheckpointStatus.cancelled if job.status is JobStatus.cancelled else CheckpointStatus.failed}
+    if job.status is JobStatus.cancelled and checkpoint.state.get("state_key"):
+        values["weights_key"] = checkpoint.state["state_key"]
+    session.execute(update(Checkpoint).where(Checkpoint.id == checkpoint.id,
+                                             Checkpoint.status == CheckpointStatus.training,
+                                             Checkpoint.job_id == job.id).values(**values))
+    session.commit()
+    session.refresh(checkpoint)
+    return checkpoint
+
+
+def ancestors(session, checkpoint: Checkpoint) -> list[Checkpoint]:
+    """Root first, the checkpoint's parent last."""
+    chain, seen = [], {checkpoint.id}
+    parent_id = checkpoint.parent_id
+    while parent_id is not None and parent_id not in seen:
+        parent = session.get(Checkpoint, parent_id)
+        if parent is None:
+            break
+        chain.append(parent)
+        seen.add(parent.id)
+        parent_id = parent.parent_id
+    return chain[::-1]
+
+
+def start_training(celery, runtime, session, checkpoint: Checkpoint, dataset: Dataset, params: dict,
+                   user_id: int | None) -> Job:
+    """Mark the checkpoint `training` on `dataset` and enqueue its job (after the commit). The caller has
+    checked the checkpoint is trainable and the dataset fits it; `params` are validated."""
+    classes = list(dataset.manifest["label_map"]["classes"])
+    job = job_service.create_job(session, "checkpoint.train", params={"checkpoint_id": checkpoint.id},
+                                 project_id=checkpoint.project_id, user_id=user_id)
+    done = session.execute(
+        update(Checkpoint)
+        .where(Checkpoint.id == checkpoint.id, Checkpoint.status.in_(TRAINABLE))
+        .values(status=CheckpointStatus.training, job_id=job.id, dataset_id=dataset.id, dataset_key=dataset.key,
+                label_map_id=dataset.label_map_id, classes=classes, params=params, state={}, metrics={}, curve=[])
+    ).rowcount
+    if not done:
+        session.rollback()
+        raise RuntimeError(f"checkpoint {checkpoint.id} started training in another request")
+    session.commit()
+    try:
+        job_service.enqueue(celery, runtime, job)
+    except Exception as exc:
+        job_service.mark_unsent(session, [job], exc)
+        session.execute(update(Checkpoint).where(Checkpoint.id == checkpoint.id, Checkpoint.job_id == job.id)
+                        .values(status=CheckpointStatus.failed))
+        session.commit()
+        raise
+    session.refresh(checkpoint)
+    return job
+
+
+def checkpoint_payload(session, c: Checkpoint, *, lineage: bool = False) -> dict:
+    architecture = get_architecture(c.architecture)
+    body = {
+        "id": c.id, "project_id": c.project_id, "name": c.name, "architecture": c.architecture,
+        "task": architecture.task, "status": c.status.value, "parent_id": c.parent_id,
+        "source": c.config.get("source"), "input_size": c.config.get("input_size"), "seed": c.config.get("seed"),
+        "preprocessing": architecture.spec(c.config.get("input_size", architecture.default_size)).to_dict(),
+        "classes": list(c.classes), "label_map_id": c.label_map_id, "dataset_key": c.dataset_key,
+        "has_weights": c.weights_key is not None, "params": c.params, "metrics": c.metrics, "curve": c.curve,
+        "epochs_done": c.state.get("epochs_done", 0), "device": c.state.get("device"), "job_id": c.job_id,
+        "created_by": c.created_by, "created_at": c.created_at, "trained_at": c.trained_at,
+    }
+    if lineage:
+        body["lineage"] = _lineage(session, c)
+    return body
+
+
+def _lineage(session, c: Checkpoint) -> dict:
+    dataset = session.scalar(select(Dataset).where(Dataset.key == c.dataset_key)) if c.dataset_key else None
+    label_map = session.get(LabelMap, c.label_map_id) if c.label_map_id else None
+    creator = session.get(User, c.created_by) if c.created_by else None
+    children = session.scalars(select(Checkpoint.id).where(Checkpoint.parent_id == c.id).order_by(Checkpoint.id)).all()
+    return {
+        "ancestors": [{"id": a.id, "name": a.name, "status": a.status.value, "dataset_key": a.dataset_key}
+                      for a in ancestors(session, c)],
+        "children": list(children),
+        "dataset": None if not c.dataset_key else {
+            "key": c.dataset_key, "cached": dataset is not None,
+            **({"name": dataset.name, "handler": f"{dataset.handler}@{dataset.handler_version}",
+                "config": dataset.config, "data_revision": dataset.data_revision, "subset": dataset.subset,
+                "records": dataset.manifest.get("records")} if dataset is not None else {}),
+        },
+        "label_map": None if label_map is None else {
+            "id": label_map.id, "name": label_map.name,
+            "classes": [{"id": e.label_class.id, "name": e.label_class.name, "group": e.label_class.group}
+                        for e in label_map.entries]},
+        "created_by": None if creator is None else {"id": creator.id, "name": creator.name},
+    }
+
+
+def finish_values(status: CheckpointStatus, **values) -> dict:
+    """Column values of a checkpoint leaving `training`."""
+    return {"status": status, **({"trained_at": utcnow()} if status is CheckpointStatus.trained else {}), **values}
