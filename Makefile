@@ -2,8 +2,8 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# Extras each command installs (pyproject.toml). Tests read dataset shards with TensorFlow, so they need "train".
-RUN_EXTRAS  := inference
+# Extras each command installs (pyproject.toml): the local training pool needs TensorFlow ("train").
+RUN_EXTRAS  := inference,train
 TEST_EXTRAS := inference,train,dev
 
 .PHONY: run test clean

@@ -101,7 +101,10 @@ class Run:
         self.curve = plan.curve
 
     def run(self) -> dict:
-        from models import data, training  # TensorFlow: only the training pool gets here
+        try:
+            from models import data, training  # TensorFlow: only the training pool gets here
+        except ImportError as exc:
+            raise RuntimeError(f"this worker cannot train: {exc}; install loopline[train]") from None
 
         plan, params = self.plan, self.params
         device = training.device()
