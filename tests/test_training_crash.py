@@ -1,5 +1,5 @@
-"""A training worker SIGKILLed after epoch 1 of 3: the redelivered job loads epoch 1's file and trains
-epochs 2 and 3 into the same checkpoint."""
+"""A training worker SIGKILLed after epoch 1 of 3: the reaper hands its message back, and the redelivered
+job loads epoch 1's file and trains epochs 2 and 3 into the same checkpoint."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from store.schema import Checkpoint, CheckpointStatus, Dataset, Job, LabelMap
 from tests.support.catalog import labelled_project
 from workers.checkpoints import start_training
 from workers.datasets import define, request_dataset
+from workers.reaper import reap
 
 PARAMS = {"epochs": 3, "batch_size": 4, "learning_rate": 1e-3, "early_stopping": None, "reinit_head": False,
           "report_every_steps": 10, "seed": 0}
@@ -73,7 +74,11 @@ def test_killed_training_resumes_from_the_last_finished_epoch(isolated):
     assert ck.status is CheckpointStatus.training and job.status.value == "running"
     epoch_one = ck.curve[1]
 
-    start("training", LOOPLINE_VISIBILITY_TIMEOUTS='{"training": 1}')
+    # a new pool with the queue's own settings (visibility timeout: a week); the reaper sees the dead
+    # heartbeat and puts the in-flight message back in the queue at once
+    start("training")
+    time.sleep(iso.heartbeat_ttl + 0.5)
+    assert reap(runtime).requeued == [job.id]
     _wait(300, "the redelivered job did not finish",
           lambda: _checkpoint(runtime, child_id)[1].status.terminal)
     ck, job = _checkpoint(runtime, child_id)

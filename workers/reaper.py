@@ -2,7 +2,9 @@
 
 A running job's worker refreshes a heartbeat key; when the key has expired the worker is gone. Then:
 - the message is still with the broker (waiting in the queue, or in-flight under Redis ack emulation
-  on an `acks_late` queue): Celery will deliver it again, so the job goes back to `queued`;
+  on an `acks_late` queue): the job goes back to `queued`, and an in-flight message is put back at the
+  head of its queue at once (kombu's own restore), so the next free worker resumes the job now rather
+  than when the queue's visibility timeout (a week for training) runs out;
 - the message is gone (an early-ack queue, or it was acked): nothing will run the job again, so it is
   marked `failed` with the reason. A job never stays `running` forever.
 """
@@ -42,20 +44,30 @@ def _task_id(raw: str) -> str | None:
         return None
 
 
-def messages_held(runtime: Runtime, queues: set[str]) -> set[str]:
-    """Task ids of every message the broker still holds for these queues (waiting or in flight)."""
+def messages_held(runtime: Runtime, queues: set[str]) -> dict[str, tuple[str, str] | None]:
+    """Every message the broker still holds for these queues: task id → (unacked key, delivery tag) when
+    in flight, None when waiting in the queue."""
     r = runtime.redis
-    held: set[str] = set()
+    held: dict[str, tuple[str, str] | None] = {}
     keys = {unacked_key(None)} | {unacked_key(Queue(q)) for q in queues if q in Queue._value2member_map_}
     for key in keys:
-        for _tag, raw in r.hscan_iter(key):
+        for tag, raw in r.hscan_iter(key):
             if tid := _task_id(raw):
-                held.add(tid)
+                held[tid] = (key, tag)
     for queue in queues:
         for raw in r.lrange(queue, 0, -1):
             if tid := _task_id(raw):
-                held.add(tid)
+                held[tid] = None
     return held
+
+
+def redeliver_now(runtime: Runtime, key: str, tag: str) -> None:
+    """Move an in-flight message of a dead worker from the unacked hash `key` back to its queue."""
+    from kombu import Connection
+
+    options = {"unacked_key": key, "unacked_index_key": f"{key}:index", "unacked_mutex_key": f"{key}:mutex"}
+    with Connection(runtime.settings.redis_url, transport_options=options) as conn:
+        conn.default_channel.qos.restore_by_tag(tag, leftmost=True)
 
 
 def reap(runtime: Runtime) -> ReapReport:
@@ -78,7 +90,9 @@ def reap(runtime: Runtime) -> ReapReport:
             held = messages_held(runtime, {j.queue for j in dead})
             for job in dead:
                 if job.id in held:
-                    status, values = JobStatus.queued, {"message": f"worker {job.worker} lost; waiting for redelivery"}
+                    status, values = JobStatus.queued, {"message": f"worker {job.worker} lost; redelivered"}
+                    if held[job.id] is not None:
+                        redeliver_now(runtime, *held[job.id])
                     report.requeued.append(job.id)
                 else:
                     why = f"worker {job.worker} lost and its message is gone; submit the job again"
