@@ -46,7 +46,6 @@ class Architecture:
     default_size: int
     min_size: int = 32
     max_size: int = 512
-    monitor: str = "val_loss"  # what early stopping watches
 
     def output_units(self, classes: int) -> dict[str, int]:
         return {o.name: (classes if o.units == "classes" else int(o.units)) for o in self.outputs}
@@ -85,7 +84,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             "classifier", "classification", ("classification",),
             "A crop in, class scores out. Trained on classification@ datasets.",
             (CLASS_SCORES,),
-            default_size=224, monitor="val_loss",
+            default_size=224,
         ),
     ]
 }

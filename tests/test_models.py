@@ -171,3 +171,19 @@ def test_keras_file_check(tmp_path):
     flipped[start] ^= 0xFF
     with pytest.raises(InvalidModelFile, match="corrupt"):
         check_keras_file(io.BytesIO(bytes(flipped)), SUGGESTER, 2)
+
+
+def test_the_api_and_other_pools_never_import_tensorflow(tmp_path):
+    """The API (which checks uploads and lists architectures) and every worker module load without it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; from store.settings import load_settings; from api import create_app; "
+            f"create_app(load_settings(data_dir={str(tmp_path)!r})); "
+            "from workers.celery_app import TASK_MODULES; import importlib; "
+            "[importlib.import_module(m) for m in TASK_MODULES]; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'onnx', 'tf2onnx'}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                         text=True, timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr

@@ -98,6 +98,8 @@ def validation_iou(client, pets, weights: bytes, tmp_path) -> float:
 
 def test_fork_and_train_learns_boxes_with_lineage_and_live_progress(alice, pets, server, tokens, tmp_path):
     base = pets["base"]
+    listed = {a["name"]: a for a in alice.get("/api/architectures").get_json()["items"]}
+    assert listed["box_suggester"]["handlers"] == ["suggest"] and listed["classifier"]["task"] == "classification"
     parent = root(alice, pets, seed=3)
     assert parent["status"] == "fresh" and parent["has_weights"] is False and parent["classes"] == ["cat", "dog"]
     assert parent["preprocessing"]["size"] == 64 and parent["source"] == "architecture"
