@@ -52,4 +52,10 @@ def make_dataset(files: list[str], architecture: Architecture, spec: Preprocessi
     def preprocess(images, targets):
         return tf.cast(images, tf.float32) * scale + offset, targets
 
-    return ds.batch(batch_size).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    # tf.data's autotuner stalled some epochs by ~1.2 s on CPU (freeing a validation iterator while it
+    # tuned); without it the pipeline keeps fixed parallelism and buffers, as fast, with no stalls
+    # (bench/training_rate.py)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
