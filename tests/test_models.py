@@ -187,3 +187,14 @@ def test_the_api_and_other_pools_never_import_tensorflow(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
                          text=True, timeout=120, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not tf.config.list_physical_devices("GPU"), reason="no GPU visible to TensorFlow")
+def test_training_runs_on_the_gpu_where_there_is_one(suggest_shards):
+    """The CPU path is the rest of this file; here the same loop must land on the GPU and say so."""
+    reported = training.device()
+    assert reported["kind"] == "GPU" and reported["gpus"] >= 1 and reported["name"]
+    model = networks.compile_for(networks.build(SUGGESTER, 2, 64), SUGGESTER, 1e-3)
+    _train(model, suggest_shards, epochs=1)
+    assert "GPU" in model.get_layer("box").kernel.value.device.upper()
