@@ -131,14 +131,15 @@ def evict(runtime, session, quota_bytes: int, keep: frozenset[str] = frozenset()
     evicted: list[str] = []
     with runtime.redis.lock(runtime.keys.eviction_lock, timeout=120, blocking_timeout=120):
         ready = session.execute(
-            select(Dataset.id, Dataset.key, Dataset.blob_key, Dataset.size_bytes, Dataset.id.in_(in_training()))
+            select(Dataset.id, Dataset.key, Dataset.blob_key, Dataset.size_bytes,
+                   Dataset.id.in_(in_training()).label("in_training"))
             .where(Dataset.status == DatasetStatus.ready).order_by(Dataset.last_access_at, Dataset.id)
         ).all()
         total = sum(r.size_bytes for r in ready)
         for row in ready:
             if total <= quota_bytes:
                 break
-            if row.key in keep or row[4]:  # asked to keep, or a training run reads it
+            if row.key in keep or row.in_training:
                 continue
             session.execute(delete(Dataset).where(Dataset.id == row.id))
             session.commit()

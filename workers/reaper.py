@@ -65,7 +65,9 @@ def redeliver_now(runtime: Runtime, key: str, tag: str) -> None:
     """Move an in-flight message of a dead worker from the unacked hash `key` back to its queue."""
     from kombu import Connection
 
-    options = {"unacked_key": key, "unacked_index_key": f"{key}:index", "unacked_mutex_key": f"{key}:mutex"}
+    # the names workers.celery_app gives a single-queue pool; the shared key keeps kombu's defaults
+    options = {} if key == unacked_key(None) else {
+        "unacked_key": key, "unacked_index_key": f"{key}:index", "unacked_mutex_key": f"{key}:mutex"}
     with Connection(runtime.settings.redis_url, transport_options=options) as conn:
         conn.default_channel.qos.restore_by_tag(tag, leftmost=True)
 
