@@ -9,7 +9,10 @@ from api.errors import ApiError
 
 def create_app(config=None) -> Flask:
     """`config` is a `store.settings.Settings`, or None to read the `LOOPLINE_*` environment."""
-    from api import boxes, checkpoints, datasets, images, interop, jobs, labels, projects, queries, system
+    from api import (
+        boxes, checkpoints, datasets, deployments, images, interop, jobs, labels, projects, queries, suggestions,
+        system,
+    )
     from api.auth import init_auth
     from api.errors import register_error_handlers
     from api.extensions import db, rest, socketio
@@ -41,7 +44,7 @@ def create_app(config=None) -> Flask:
     db.init_app(app, runtime)
     rest.init_app(app)
     for bp in (system.bp, projects.bp, labels.bp, images.bp, boxes.bp, queries.bp, interop.bp, datasets.bp,
-               checkpoints.bp, jobs.bp):
+               checkpoints.bp, deployments.bp, suggestions.bp, jobs.bp):
         rest.register_blueprint(bp)
     register_error_handlers(app)  # after rest.init_app: ours replace smorest's error format
     init_auth(app)
@@ -53,6 +56,7 @@ def create_app(config=None) -> Flask:
         transports=["websocket"], cors_allowed_origins=[], logger=False, engineio_logger=False,
     )
     register_socketio_handlers()
+    suggestions.register_socketio_suggestions(socketio)
     _subscribe_now(socketio)
     return app
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from api.data_schemas import QueryId
+from api.data_schemas import AnnotationOut, QueryId
 from api.schemas import Id, Name, PageQuery, Strict, page_of
 from store.schema import CheckpointStatus
 
@@ -102,3 +102,65 @@ class CheckpointTree(Schema):
 
 
 CheckpointPage = page_of(CheckpointOut, "CheckpointPage")
+
+
+class DeploymentIn(Strict):
+    checkpoint_id = Id(required=True)
+    activate = fields.Boolean(load_default=True, metadata={"description": "make it the active model once verified"})
+
+
+class DeploymentQuery(PageQuery):
+    task = fields.String(validate=validate.OneOf(["suggestion", "classification"]))
+    active = fields.Boolean()
+    status = fields.String(validate=validate.OneOf(["building", "ready", "failed"]))
+
+
+class DeploymentOut(Schema):
+    id = fields.Integer()
+    project_id = fields.Integer()
+    checkpoint_id = fields.Integer()
+    task = fields.String()
+    status = fields.String(metadata={"description": "building | ready | failed"})
+    active = fields.Boolean()
+    preprocessing = fields.Dict()
+    label_map = fields.List(fields.Dict(), metadata={"description": "class ids and names, in class-score order"})
+    max_abs_diff = fields.Float(allow_none=True, metadata={"description": "largest |ONNX - Keras| on sample inputs"})
+    error = fields.String(allow_none=True)
+    job_id = fields.String(allow_none=True)
+    has_model = fields.Boolean()
+    created_by = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+    activated_at = fields.DateTime(allow_none=True)
+    job = fields.Dict()
+
+
+DeploymentPage = page_of(DeploymentOut, "DeploymentPage")
+
+
+class RegionIn(Strict):
+    x = fields.Float(required=True, allow_nan=False)
+    y = fields.Float(required=True, allow_nan=False)
+    w = fields.Float(required=True, allow_nan=False)
+    h = fields.Float(required=True, allow_nan=False)
+
+
+class PointIn(Strict):
+    x = fields.Float(required=True, allow_nan=False)
+    y = fields.Float(required=True, allow_nan=False)
+
+
+class SuggestionIn(Strict):
+    """Send either `region` (the rough box the annotator dragged) or `point` (a click on the object)."""
+
+    region = fields.Nested(RegionIn)
+    point = fields.Nested(PointIn)
+
+
+class SuggestionOut(Schema):
+    annotation = fields.Nested(AnnotationOut, metadata={"description": "the stored proposal (source model, "
+                                                                      "status proposed)"})
+    revision = fields.Integer(metadata={"description": "the image's annotation revision after storing it"})
+    region = fields.Dict(metadata={"description": "the region the model looked at, in image pixels"})
+    class_name = fields.String()
+    deployment_id = fields.Integer()
+    timings = fields.Dict(metadata={"description": "ms: queue_wait, image_load, model, worker, total"})

@@ -29,3 +29,10 @@ class RedisKeys:
     @property
     def reaper_lock(self) -> str:
         return f"{self.prefix}:reaper:lock"
+
+    def active_deployment(self, project_id: int, task: str) -> str:
+        """The id of a project's active deployment for a task (set on activation; the catalog is the truth)."""
+        return f"{self.prefix}:project:{project_id}:active:{task}"
+
+    def reply(self, call_id: str) -> str:
+        return f"{self.prefix}:reply:{call_id}"

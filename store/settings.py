@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     dataset_cache_bytes: int = Field(
         default=50 * 1024**3, gt=0, description="disk quota of built datasets; least recently used go first"
     )
+    deploy_tolerance: float = Field(
+        default=1e-4, gt=0, description="largest |ONNX - Keras| output difference a deployment may show"
+    )
+    image_cache_bytes: int = Field(
+        default=256 * 1024**2, ge=0, description="decoded images each inference process keeps (LRU)"
+    )
+    suggestion_timeout: float = Field(default=5.0, gt=0, description="seconds a suggestion request waits for a worker")
     visibility_timeouts: dict[str, int] = Field(
         default_factory=dict, description='per-queue override of the broker visibility timeout, JSON: {"augmentation": 600}'
     )

@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 TASK_MODULES = [
     "workers.tasks.probe", "workers.tasks.ingest", "workers.tasks.datasets", "workers.tasks.training",
+    "workers.tasks.deployments", "workers.tasks.inference",
 ]
 
 

@@ -46,6 +46,11 @@ KINDS: dict[str, JobKind] = {
             "trains a checkpoint on a cached dataset, saving every epoch so a redelivered job resumes",
             Queue.training,
         ),
+        JobKind(
+            "deployment.build",
+            "exports a checkpoint to ONNX, checks it against Keras, stores it and makes it the active model",
+            Queue.deployment,
+        ),
     ]
 }
 
@@ -58,11 +63,14 @@ def get_kind(name: str) -> JobKind:
 
 
 def task_routes() -> dict[str, dict[str, str]]:
-    return {
+    from workers.calls import CALLS, task_name
+
+    routes = {
         kind.task_name(q): {"queue": q.value, "routing_key": q.value}
         for kind in KINDS.values()
         for q in kind.queues()
     }
+    return {**routes, **{task_name(c): {"queue": q.value, "routing_key": q.value} for c, q in CALLS.items()}}
 
 
 def task_options(queue: Queue) -> dict:

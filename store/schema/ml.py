@@ -102,6 +102,7 @@ class Deployment(Base):
     preprocessing: Mapped[dict] = mapped_column(default=dict)
     label_map: Mapped[list] = mapped_column(default=list)
     max_abs_diff: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)  # why the deployment was refused
     job_id: Mapped[str | None] = mapped_column(String(36))
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,95 @@
+"""Deployments: export a checkpoint to ONNX (a job on the deployment queue), list them, roll back."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from sqlalchemy import select
+
+from api.auth import current_user, project_access
+from api.blueprint import Blueprint, page
+from api.checkpoints import get_checkpoint
+from api.errors import ApiError
+from api.extensions import celery, db, runtime
+from api.files import send_blob
+from api.model_schemas import DeploymentIn, DeploymentOut, DeploymentPage, DeploymentQuery
+from store.schema import Deployment, DeploymentTask, Job, Role
+from workers import jobs as job_service
+from workers.deployments import DeployError, activate, deployment_payload, request_deployment
+
+bp = Blueprint("deployments", __name__, url_prefix="/api/projects/<int:project_id>/deployments",
+               description="ONNX deployments of checkpoints; the active one serves suggestions and pipelines")
+
+
+def get_deployment(project_id: int, deployment_id: int) -> Deployment:
+    deployment = db.session.get(Deployment, deployment_id)
+    if deployment is None or deployment.project_id != project_id:
+        raise ApiError(404, f"deployment {deployment_id} not found in project {project_id}")
+    return deployment
+
+
+@bp.route("")
+class Deployments(MethodView):
+    @bp.arguments(DeploymentQuery, location="query")
+    @bp.response(200, DeploymentPage)
+    def get(self, args, project_id):
+        """Deployments of the project, newest first."""
+        project_access(project_id)
+        q = select(Deployment).where(Deployment.project_id == project_id)
+        if "task" in args:
+            q = q.where(Deployment.task == DeploymentTask(args["task"]))
+        for key in ("active", "status"):
+            if key in args:
+                q = q.where(getattr(Deployment, key) == args[key])
+        return page(q.order_by(Deployment.id.desc()), args, deployment_payload)
+
+    @bp.arguments(DeploymentIn)
+    @bp.response(202, DeploymentOut)
+    def post(self, data, project_id):
+        """Deploy a checkpoint (202 with the job): export to ONNX, compare with Keras on sample inputs
+        (refused over the tolerance), store, and make it the active model of its task unless
+        `activate` is false."""
+        project_access(project_id, Role.admin)
+        checkpoint = get_checkpoint(project_id, data["checkpoint_id"])
+        try:
+            deployment = request_deployment(celery(), runtime(), db.session, checkpoint, activate=data["activate"],
+                                            user_id=current_user().id)
+        except DeployError as exc:
+            raise ApiError(409, str(exc), fields={"checkpoint_id": [str(exc)]}) from None
+        job = job_service.job_payload(db.session.get(Job, deployment.job_id))
+        return {**deployment_payload(deployment), "job": job}
+
+
+@bp.route("/<int:deployment_id>")
+class DeploymentItem(MethodView):
+    @bp.response(200, DeploymentOut)
+    def get(self, project_id, deployment_id):
+        project_access(project_id)
+        return deployment_payload(get_deployment(project_id, deployment_id))
+
+
+@bp.route("/<int:deployment_id>/activate")
+class Activate(MethodView):
+    @bp.response(200, DeploymentOut)
+    def post(self, project_id, deployment_id):
+        """Make this (ready) deployment the active one of its task: a rollback when it is an older one.
+        Inference workers use it from their next request on."""
+        project_access(project_id, Role.admin)
+        deployment = get_deployment(project_id, deployment_id)
+        if deployment.status != "ready":
+            raise ApiError(409, f"deployment {deployment.id} is {deployment.status}"
+                           + (f": {deployment.error}" if deployment.error else "") + "; only a ready one can be active")
+        return deployment_payload(activate(runtime(), db.session, deployment))
+
+
+@bp.route("/<int:deployment_id>/model")
+class Model(MethodView):
+    def get(self, project_id, deployment_id):
+        """The ONNX model file (input `image`, NHWC float32 as `preprocessing` says; named outputs)."""
+        project_access(project_id)
+        deployment = get_deployment(project_id, deployment_id)
+        if deployment.model_key is None:
+            raise ApiError(409, f"deployment {deployment.id} is {deployment.status}; it has no model file")
+        return send_blob(deployment.model_key, mimetype="application/octet-stream",
+                         name=f"deployment-{deployment.id}.onnx", etag=deployment.model_key,
+                         cache_control="private, max-age=31536000, immutable",
+                         gone=f"the model file of deployment {deployment.id} is missing")

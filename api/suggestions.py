@@ -1,0 +1,132 @@
+"""Box suggestions: the annotator marks a region (or clicks a point), the active box suggester answers
+with a tight box, a class and a score, stored as a proposed model annotation. Also a Socket.IO event."""
+
+from __future__ import annotations
+
+import time
+
+from flask.views import MethodView
+from marshmallow import ValidationError
+
+from api.auth import current_user, project_access
+from api.blueprint import Blueprint
+from api.boxes import annotation_out, bump_revision
+from api.errors import ApiError, invalid_input
+from api.extensions import celery, db, runtime
+from api.images import get_image
+from api.model_schemas import SuggestionIn, SuggestionOut
+from store.schema import Annotation, AnnotationSource, AnnotationStatus, Image, Role
+from workers.calls import CallTimeout, call
+from workers.deployments import active_deployment
+
+bp = Blueprint("suggestions", __name__, url_prefix="/api/projects/<int:project_id>",
+               description="Box suggestions from the active deployment")
+POINT_REGION = 0.25  # a click stands for a square region of this share of the image's shorter side
+
+
+@bp.route("/images/<int:image_id>/suggestions")
+class Suggestions(MethodView):
+    @bp.arguments(SuggestionIn)
+    @bp.response(201, SuggestionOut)
+    def post(self, data, project_id, image_id):
+        """Ask the active `box_suggester` deployment for the box around `region` (x, y, w, h in image
+        pixels) or `point`. Answers the stored proposal and where the time went (queue wait, image load,
+        model). 409 when the project has no active suggestion deployment."""
+        return suggest(project_id, image_id, data)
+
+
+def suggest(project_id: int, image_id: int, data: dict) -> dict:
+    started = time.perf_counter()
+    project_access(project_id, Role.annotator)
+    image = get_image(project_id, image_id)
+    region = _region(image, data)
+    deployment_id = _active(project_id)
+    answer = _call(deployment_id, image, region)
+    box = answer["box"]
+    annotation = Annotation(image_id=image.id, class_id=answer["class_id"], source=AnnotationSource.model,
+                            status=AnnotationStatus.proposed, score=answer["score"], deployment_id=deployment_id,
+                            created_by=current_user().id, **box)
+    db.session.add(annotation)
+    bump_revision(image.id)
+    db.session.commit()
+    revision = db.session.get(Image, image.id, populate_existing=True).annotation_revision
+    timings = {**answer["timings"], "total_ms": round((time.perf_counter() - started) * 1000, 2)}
+    return {"annotation": annotation_out(annotation), "revision": revision, "class_name": answer["class_name"],
+            "deployment_id": deployment_id, "timings": timings,
+            "region": dict(zip(("x", "y", "w", "h"), (region[0], region[1], region[2] - region[0],
+                                                      region[3] - region[1]), strict=True))}
+
+
+def _region(image: Image, data: dict) -> tuple[float, float, float, float]:
+    """(left, top, right, bottom) inside the image, or 400 saying what is wrong."""
+    if ("region" in data) == ("point" in data):
+        raise ApiError(400, "send exactly one of region {x, y, w, h} or point {x, y}",
+                       fields={"region": ["region or point, not both or neither"]})
+    size = f"{image.width}x{image.height}"
+    if "point" in data:
+        px, py = data["point"]["x"], data["point"]["y"]
+        if not (0 <= px < image.width and 0 <= py < image.height):
+            raise ApiError(400, f"point ({px:g}, {py:g}) is outside the {size} image", fields={"point": ["outside"]})
+        half = max(16.0, POINT_REGION * min(image.width, image.height)) / 2
+        return max(0.0, px - half), max(0.0, py - half), min(float(image.width), px + half), \
+            min(float(image.height), py + half)
+    r = data["region"]
+    if r["w"] <= 0 or r["h"] <= 0:
+        raise ApiError(400, f"region has zero or negative size ({r['w']:g} x {r['h']:g})",
+                       fields={"region": ["w and h must be positive"]})
+    if r["x"] < 0 or r["y"] < 0 or r["x"] + r["w"] > image.width + 0.5 or r["y"] + r["h"] > image.height + 0.5:
+        raise ApiError(400, f"region [{r['x']:g}, {r['y']:g}, {r['w']:g}, {r['h']:g}] (x, y, w, h) leaves the "
+                            f"{size} image", fields={"region": ["outside the image"]})
+    return r["x"], r["y"], min(float(image.width), r["x"] + r["w"]), min(float(image.height), r["y"] + r["h"])
+
+
+def _active(project_id: int) -> int:
+    """The active suggestion deployment: Redis first (set on activation), the catalog when the key is gone."""
+    cached = runtime().redis.get(runtime().keys.active_deployment(project_id, "suggestion"))
+    if cached is not None:
+        return int(cached)
+    deployment = active_deployment(db.session, project_id, "suggestion")
+    if deployment is None:
+        raise ApiError(409, f"project {project_id} has no active suggestion deployment: deploy a trained "
+                            f"box_suggester (POST /api/projects/{project_id}/deployments)", code="no_deployment")
+    runtime().redis.set(runtime().keys.active_deployment(project_id, "suggestion"), deployment.id)
+    return deployment.id
+
+
+def _call(deployment_id: int, image: Image, region) -> dict:
+    settings = runtime().settings
+    try:
+        answer = call(celery(), runtime(), "suggest", {"deployment_id": deployment_id, "blob_key": image.blob_key,
+                                                       "region": list(region)}, settings.suggestion_timeout)
+    except CallTimeout as exc:
+        raise ApiError(503, f"{exc}; is the inference pool running?") from None
+    if not answer.get("ok"):
+        raise ApiError(502, f"the inference worker failed: {answer.get('error')}")
+    return answer
+
+
+def register_socketio_suggestions(socketio) -> None:
+    """`suggest` event: {"project": id, "image": id, "region"|"point": ...} → the same answer as REST,
+    or {"error": {"status", "message"}} (acknowledgement of `call`)."""
+    from flask import g
+
+    from api.realtime import _user
+
+    @socketio.on("suggest")
+    def _suggest(data=None):
+        g.user = _user()
+        if g.user is None:
+            return {"error": {"status": 401, "message": "not authenticated"}}
+        try:
+            if not isinstance(data, dict) or not isinstance(data.get("project"), int) or not isinstance(
+                    data.get("image"), int):
+                raise ApiError(400, "send {'project': id, 'image': id, 'region': {x, y, w, h}} or a 'point'")
+            body = {k: v for k, v in data.items() if k in ("region", "point")}
+            try:
+                parsed = SuggestionIn().load(body)
+            except ValidationError as exc:
+                raise invalid_input(exc.messages) from None
+            return SuggestionOut().dump(suggest(data["project"], data["image"], parsed))
+        except ApiError as exc:
+            db.session.rollback()
+            return {"error": {"status": exc.status, "code": exc.code, "message": exc.message, "fields": exc.fields}}

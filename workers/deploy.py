@@ -1,0 +1,83 @@
+"""The deploy job (deployment queue): Keras checkpoint → ONNX, verified against Keras, stored, activated.
+
+The export is refused (the deployment `failed`, with the difference in its error) when onnxruntime's
+outputs differ from Keras's by more than `LOOPLINE_DEPLOY_TOLERANCE` on sample inputs. TensorFlow is
+imported inside the job. A redelivered job finds a deployment already `ready` and only (re)activates it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from sqlalchemy import update
+
+from store.schema import Checkpoint, Deployment
+from workers.context import JobContext
+from workers.deployments import activate
+
+
+def deploy(ctx: JobContext, deployment_id: int, activate_it: bool) -> dict:
+    rt = ctx.rt
+    with rt.sessions() as session:
+        deployment = session.get(Deployment, deployment_id)
+        if deployment is None:
+            raise RuntimeError(f"deployment {deployment_id} was deleted")
+        if deployment.status == "building":
+            checkpoint = session.get(Checkpoint, deployment.checkpoint_id)
+            ctx.progress(0.1, None, f"exporting checkpoint {checkpoint.id} to ONNX")
+            try:
+                model_key, diff = _export(ctx, checkpoint.weights_key)
+            except Exception as exc:
+                _fail(session, deployment, f"{type(exc).__name__}: {exc}")
+                raise
+            tolerance = rt.settings.deploy_tolerance
+            if diff > tolerance:
+                why = (f"ONNX and Keras outputs differ by up to {diff:.3g} on sample inputs, over the tolerance "
+                       f"{tolerance:g}; the deployment is refused")
+                _fail(session, deployment, why, max_abs_diff=diff)
+                raise RuntimeError(why)
+            session.execute(update(Deployment).where(Deployment.id == deployment.id, Deployment.status == "building")
+                            .values(status="ready", model_key=model_key, max_abs_diff=diff))
+            session.commit()
+            session.refresh(deployment)
+        if deployment.status != "ready":
+            raise RuntimeError(f"deployment {deployment.id} is {deployment.status}: {deployment.error}")
+        if activate_it:
+            activate(rt, session, deployment)
+        return {"deployment_id": deployment.id, "max_abs_diff": deployment.max_abs_diff,
+                "active": deployment.active, "model_key": deployment.model_key}
+
+
+def _export(ctx: JobContext, weights_key: str) -> tuple[str, float]:
+    from models import export, training  # TensorFlow: only the deployment pool gets here
+
+    work = Path(tempfile.mkdtemp(prefix="deploy-", dir=_root(ctx)))
+    try:
+        keras_path = work / "model.keras"
+        with ctx.rt.blobs.open(weights_key) as src, open(keras_path, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1024 * 1024)
+        model = training.load(str(keras_path), compile=False)
+        onnx_path = work / "model.onnx"
+        export.export_onnx(model, onnx_path)
+        ctx.progress(0.6, None, "checking onnxruntime against Keras on sample inputs")
+        diff = export.max_difference(model, onnx_path, export.sample_inputs(int(model.inputs[0].shape[1])))
+        with open(onnx_path, "rb") as fh:
+            key, _ = ctx.rt.blobs.put_stream(fh)
+        return key, diff
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _root(ctx: JobContext) -> Path:
+    root = ctx.rt.settings.work_dir
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _fail(session, deployment: Deployment, why: str, **values) -> None:
+    session.rollback()
+    session.execute(update(Deployment).where(Deployment.id == deployment.id, Deployment.status == "building")
+                    .values(status="failed", error=why, **values))
+    session.commit()

@@ -1,0 +1,45 @@
+"""Interactive calls on the inference queue (see workers/calls.py). onnxruntime only, never TensorFlow."""
+
+from __future__ import annotations
+
+import time
+
+from celery import current_app, shared_task
+
+from workers.calls import answer, task_name
+from workers.context import runtime_for
+from workers.queues import QUEUES, Queue
+
+_STATE: dict[int, tuple] = {}  # per process: (Models, Images), made after the fork
+
+
+def _state():
+    from workers.inference import Images, Models
+
+    rt = runtime_for(current_app)
+    if id(rt) not in _STATE:
+        _STATE[id(rt)] = (Models(rt), Images(rt, rt.settings.image_cache_bytes))
+    return rt, _STATE[id(rt)]
+
+
+@shared_task(name=task_name("suggest"), ignore_result=True, acks_late=False,
+             time_limit=QUEUES[Queue.inference].time_limit, soft_time_limit=QUEUES[Queue.inference].soft_time_limit)
+def suggest_call(payload: dict, reply: str, sent_at: float) -> None:
+    from workers.inference import suggest
+
+    started = time.perf_counter()
+    queue_ms = max(0.0, (time.time() - sent_at) * 1000)
+    rt, (models, images) = _state()
+    try:
+        loaded = models.get(payload["deployment_id"])
+        t = time.perf_counter()
+        image = images.get(payload["blob_key"])
+        image_ms = (time.perf_counter() - t) * 1000
+        result = suggest(loaded, image, tuple(payload["region"]))
+        body = {"ok": True, **result, "timings": {
+            "queue_wait_ms": round(queue_ms, 2), "image_load_ms": round(image_ms, 2),
+            "model_ms": round(result.pop("model_ms"), 2),
+            "worker_ms": round((time.perf_counter() - started) * 1000, 2)}}
+    except Exception as exc:  # noqa: BLE001 - the caller gets the reason instead of a timeout
+        body = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    answer(rt, reply, body)
