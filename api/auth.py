@@ -16,7 +16,7 @@ from store.accounts import user_for_token
 from store.schema import Job, Membership, Project, Role, User
 from store.schema.base import utcnow
 
-PUBLIC_ENDPOINTS = {"system.Health"}  # liveness probes carry no token
+PUBLIC_ENDPOINTS = {"system.Health", "metrics.Metrics"}  # liveness probes and scrapers carry no token
 _TOUCH_EVERY = timedelta(minutes=5)
 
 

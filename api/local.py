@@ -33,7 +33,7 @@ def gunicorn_argv(host: str, port: int, threads: int, workers: int | None = None
     return [
         "--worker-class", "gthread", "--workers", str(workers or default_web_workers()), "--threads", str(threads),
         "--bind", f"{host}:{port}", "--timeout", "120", "--graceful-timeout", "10",
-        "--access-logfile", "-", "--error-logfile", "-", "api.wsgi:app",
+        "--access-logfile", "-", "--error-logfile", "-", "--config", "python:api.gunicorn_conf", "api.wsgi:app",
     ]
 
 

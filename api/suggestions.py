@@ -14,6 +14,7 @@ from api.boxes import annotation_out, bump_revision
 from api.errors import ApiError, invalid_input
 from api.extensions import celery, db, runtime
 from api.images import get_image
+from api.metrics import observe
 from api.model_schemas import SuggestionIn, SuggestionOut
 from store.schema import Annotation, AnnotationSource, AnnotationStatus, Image, Role
 from workers.calls import CallTimeout, call
@@ -41,7 +42,11 @@ def suggest(project_id: int, image_id: int, data: dict) -> dict:
     image = get_image(project_id, image_id)
     region = _region(image, data)
     deployment_id = _active(project_id)
-    answer = _call(deployment_id, image, region)
+    try:
+        answer = _call(deployment_id, image, region)
+    except ApiError as exc:
+        observe("suggestion", deployment_id, None, outcome=str(exc.status))
+        raise
     box = answer["box"]
     annotation = Annotation(image_id=image.id, class_id=answer["class_id"], source=AnnotationSource.model,
                             status=AnnotationStatus.proposed, score=answer["score"], deployment_id=deployment_id,
@@ -51,6 +56,7 @@ def suggest(project_id: int, image_id: int, data: dict) -> dict:
     db.session.commit()
     revision = db.session.get(Image, image.id, populate_existing=True).annotation_revision
     timings = {**answer["timings"], "total_ms": round((time.perf_counter() - started) * 1000, 2)}
+    observe("suggestion", deployment_id, timings)
     return {"annotation": annotation_out(annotation), "revision": revision, "class_name": answer["class_name"],
             "deployment_id": deployment_id, "timings": timings,
             "region": dict(zip(("x", "y", "w", "h"), (region[0], region[1], region[2] - region[0],

@@ -4,6 +4,7 @@ through REST and Socket.IO, roll back. Real training, deployment and inference p
 from __future__ import annotations
 
 import pytest
+import requests
 
 from tests.support.modeltree import build, fork, pets, root, scenes, train  # noqa: F401
 from tests.support.scenes import layout
@@ -44,7 +45,7 @@ def images_by_scene(alice, pets) -> dict[int, dict]:
     return {int(i["original_name"][5:-4]): i for i in items}
 
 
-def test_deploy_suggest_and_roll_back(alice, pets, server, tokens, tmp_path, sql):
+def test_deploy_suggest_and_roll_back(alice, anonymous, pets, server, tokens, tmp_path, sql):
     base = pets["base"]
     first = trained(alice, pets, root(alice, pets), epochs=4)
     d1 = deploy(alice, pets, first)
@@ -103,6 +104,30 @@ def test_deploy_suggest_and_roll_back(alice, pets, server, tokens, tmp_path, sql
     assert back.status_code == 200 and back.get_json()["active"]
     again = alice.post(f"{base}/images/{image['id']}/suggestions", json={"region": rough}).get_json()
     assert again["deployment_id"] == d1["id"] and again["annotation"]["x"] == pytest.approx(box["x"], abs=1e-3)
+
+    # /metrics (no token): requests per deployment and where their time went, in this process (REST calls
+    # above) and summed over the gunicorn processes (the Socket.IO call)
+    here = metric_values(anonymous.get("/metrics").get_data(as_text=True))
+    ok = 'kind="suggestion",outcome="ok"'
+    assert here[f'loopline_inference_requests_total{{deployment="{d1["id"]}",{ok}}}'] >= 2
+    assert here[f'loopline_inference_requests_total{{deployment="{d2["id"]}",{ok}}}'] >= 1
+    for name in ("queue_wait", "image_load", "model"):
+        assert here[f'loopline_inference_{name}_seconds_count{{deployment="{d1["id"]}",kind="suggestion"}}'] >= 2
+    served = metric_values(requests.get(f"{server.url}/metrics", timeout=5).text)
+    assert served[f'loopline_inference_requests_total{{deployment="{d1["id"]}",{ok}}}'] == 1
+
+
+def metric_values(text: str) -> dict[str, float]:
+    """{'name{labels sorted}': value} of a Prometheus text exposition."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            if "{" in name:
+                base, labels = name[:-1].split("{", 1)
+                name = base + "{" + ",".join(sorted(labels.split(","))) + "}"
+            out[name] = float(value)
+    return out
 
 
 def test_bad_suggestion_and_deployment_requests(alice, carol, pets, sql):

@@ -8,7 +8,7 @@ import re
 def _rules(app) -> set[tuple[str, str]]:
     out = set()
     for rule in app.url_map.iter_rules():
-        if rule.rule.startswith("/api/") and rule.rule != "/api/openapi.json":
+        if (rule.rule.startswith("/api/") or rule.rule == "/metrics") and rule.rule != "/api/openapi.json":
             path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
             out |= {(path, m.lower()) for m in rule.methods - {"HEAD", "OPTIONS"}}
     return out

@@ -1,0 +1,15 @@
+"""gunicorn settings read with `--config python:api.gunicorn_conf`: one Prometheus multiprocess folder for
+all API processes of one server, emptied when the server starts (so counters start from zero)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+
+def on_starting(server) -> None:
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="loopline-metrics-")
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path  # the workers, forked after this, inherit it
