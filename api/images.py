@@ -111,11 +111,11 @@ class Images(MethodView):
             data = UrlsIn().load(request.get_json(silent=True) or {})
         except ValidationError as exc:
             raise invalid_input(exc.messages) from None
-        _check_urls(data["urls"])
+        check_urls(data["urls"])
         return submit_ingest(project_id, {"urls": data["urls"]})
 
 
-def _check_urls(urls: list[str]) -> None:
+def check_urls(urls: list[str], field: str = "urls") -> None:
     """Refuse malformed and non-http(s) URLs now (a 400 naming each). Addresses are judged by the job, URL
     by URL and after every redirect, so one refused address does not stop the others."""
     policy = fetch_policy(runtime().settings)
@@ -125,7 +125,7 @@ def _check_urls(urls: list[str]) -> None:
             check_url(url, policy)
         except FetchRefused as exc:
             if exc.reason in ("bad_url", "scheme"):
-                bad[f"urls.{i}"] = [str(exc)]
+                bad[f"{field}.{i}"] = [str(exc)]
     if bad:
         raise ApiError(400, f"{len(bad)} URL(s) cannot be fetched: " + "; ".join(f"{k}: {v[0]}" for k, v in bad.items()),
                        fields=bad)

@@ -164,3 +164,35 @@ class SuggestionOut(Schema):
     class_name = fields.String()
     deployment_id = fields.Integer()
     timings = fields.Dict(metadata={"description": "ms: queue_wait, image_load, model, worker, total"})
+
+
+class PipelineItemIn(Strict):
+    url = fields.String(required=True, validate=validate.Length(min=1, max=4096))
+    region = fields.Nested(RegionIn, metadata={"description": "the part of the image to look at (suggest: the "
+                                                             "rough box); default the whole image"})
+
+
+class PipelineRunIn(Strict):
+    project_id = Id(required=True, metadata={"description": "whose active deployment the model stage uses"})
+    items = fields.List(fields.Nested(PipelineItemIn), required=True, validate=validate.Length(min=1, max=64))
+    then = fields.List(fields.String(), load_default=list,
+                       metadata={"description": "stages to hand the output on to, in order"})
+
+
+class PipelineRunForm(Strict):
+    project_id = QueryId(required=True)
+    then = fields.String(load_default="", metadata={"description": "comma-separated stages"})
+    regions = fields.String(load_default="", metadata={"description": "JSON list of {x, y, w, h} or null per file"})
+
+
+class PipelineRunOut(Schema):
+    pipeline = fields.String()
+    stages = fields.List(fields.String())
+    deployment_id = fields.Integer(allow_none=True)
+    items = fields.List(fields.Dict(), metadata={"description": "per item: `result` or `error` {reason, message}"})
+    timings = fields.Dict(metadata={"description": "ms per stage, model, total"})
+
+
+class PipelineList(Schema):
+    pipelines = fields.Dict()
+    stages = fields.Dict()

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
         default=256 * 1024**2, ge=0, description="decoded images each inference process keeps (LRU)"
     )
     suggestion_timeout: float = Field(default=5.0, gt=0, description="seconds a suggestion request waits for a worker")
+    pipeline_timeout: float = Field(default=60.0, gt=0, description="seconds a pipeline run request waits for its answer")
     visibility_timeouts: dict[str, int] = Field(
         default_factory=dict, description='per-queue override of the broker visibility timeout, JSON: {"augmentation": 600}'
     )

@@ -32,9 +32,13 @@ def call(celery, runtime, name: str, payload: dict, timeout: float) -> dict:
     queue = CALLS[name]
     celery.send_task(task_name(name), kwargs={"payload": payload, "reply": reply, "sent_at": time.time()},
                      queue=queue.value, routing_key=queue.value, expires=QUEUES[queue].expires)
+    return wait_answer(runtime, reply, timeout)
+
+
+def wait_answer(runtime, reply: str, timeout: float) -> dict:
     answer = runtime.redis.blpop([reply], timeout=timeout)
     if answer is None:
-        raise CallTimeout(f"no {queue.value} worker answered within {timeout:g} s")
+        raise CallTimeout(f"no inference worker answered within {timeout:g} s")
     return json.loads(answer[1])
 
 

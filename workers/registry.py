@@ -64,13 +64,12 @@ def get_kind(name: str) -> JobKind:
 
 def task_routes() -> dict[str, dict[str, str]]:
     from workers.calls import CALLS, task_name
+    from workers.pipelines import STAGES, stage_task_name
 
-    routes = {
-        kind.task_name(q): {"queue": q.value, "routing_key": q.value}
-        for kind in KINDS.values()
-        for q in kind.queues()
-    }
-    return {**routes, **{task_name(c): {"queue": q.value, "routing_key": q.value} for c, q in CALLS.items()}}
+    routes = {kind.task_name(q): q for kind in KINDS.values() for q in kind.queues()}
+    routes.update({task_name(c): q for c, q in CALLS.items()})
+    routes.update({stage_task_name(s): Queue.inference for s in STAGES})  # pipeline stages
+    return {name: {"queue": q.value, "routing_key": q.value} for name, q in routes.items()}
 
 
 def task_options(queue: Queue) -> dict:

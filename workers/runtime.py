@@ -27,6 +27,7 @@ class Runtime:
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
         self._redis: redis.Redis | None = None
+        self._redis_raw: redis.Redis | None = None
         self._blobs: BlobStore | None = None
         self._events: Events | None = None
 
@@ -52,6 +53,14 @@ class Runtime:
             return self._redis
 
     @property
+    def redis_raw(self) -> redis.Redis:
+        """Bytes in, bytes out (images and tensors passed between pipeline stages)."""
+        with self._lock:
+            if self._redis_raw is None:
+                self._redis_raw = redis.Redis.from_url(self.settings.redis_url)
+            return self._redis_raw
+
+    @property
     def blobs(self) -> BlobStore:
         with self._lock:
             if self._blobs is None:
@@ -70,7 +79,7 @@ class Runtime:
         with self._lock:
             if self._engine is not None:
                 self._engine.dispose(close=False)
-            self._redis = None
+            self._redis = self._redis_raw = None
             self._events = None
 
     def close(self) -> None:
@@ -79,6 +88,7 @@ class Runtime:
                 self._engine.dispose()
                 self._engine = None
                 self._sessions = None
-            if self._redis is not None:
-                self._redis.close()
-                self._redis = None
+            for client in (self._redis, self._redis_raw):
+                if client is not None:
+                    client.close()
+            self._redis = self._redis_raw = None

@@ -13,7 +13,7 @@ from workers.queues import QUEUES, Queue
 _STATE: dict[int, tuple] = {}  # per process: (Models, Images), made after the fork
 
 
-def _state():
+def worker_state():
     from workers.inference import Images, Models
 
     rt = runtime_for(current_app)
@@ -29,7 +29,7 @@ def suggest_call(payload: dict, reply: str, sent_at: float) -> None:
 
     started = time.perf_counter()
     queue_ms = max(0.0, (time.time() - sent_at) * 1000)
-    rt, (models, images) = _state()
+    rt, (models, images) = worker_state()
     try:
         loaded = models.get(payload["deployment_id"])
         t = time.perf_counter()

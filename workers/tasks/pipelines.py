@@ -1,0 +1,38 @@
+"""Pipeline stages as Celery tasks on the inference queue, chained by the API (see workers/pipelines.py).
+The last stage answers on the run's reply key; an unexpected error answers at once and stops the chain."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from celery.exceptions import Ignore
+
+from workers.calls import answer
+from workers.pipelines import STAGES, stage_task_name
+from workers.queues import QUEUES, Queue
+from workers.tasks.inference import worker_state
+
+LIMITS = QUEUES[Queue.inference]
+
+
+def _register(stage: str) -> None:
+    def run(state: dict) -> dict:
+        from workers.pipelines import outcome, run_stage
+
+        rt, (models, _) = worker_state()
+        try:
+            state = run_stage(stage, state, rt, models, rt.settings)
+        except Exception as exc:  # noqa: BLE001 - the caller gets the reason, not a timeout
+            answer(rt, state["reply"], {"ok": False, "error": f"stage {stage}: {type(exc).__name__}: {exc}"})
+            raise Ignore() from None  # ends the chain here
+        if state["stages"][-1] == stage:
+            answer(rt, state["reply"], {"ok": True, "items": outcome(state), "timings": state["timings"]})
+            raise Ignore()  # the answer is out; nothing follows
+        return state
+
+    run.__name__ = run.__qualname__ = f"stage_{stage}"
+    shared_task(name=stage_task_name(stage), ignore_result=True, acks_late=False, time_limit=LIMITS.time_limit,
+                soft_time_limit=LIMITS.soft_time_limit)(run)
+
+
+for _stage in STAGES:
+    _register(_stage)
