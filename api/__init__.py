@@ -10,8 +10,8 @@ from api.errors import ApiError
 def create_app(config=None) -> Flask:
     """`config` is a `store.settings.Settings`, or None to read the `LOOPLINE_*` environment."""
     from api import (
-        boxes, checkpoints, datasets, deployments, images, interop, jobs, labels, metrics, pipelines, projects,
-        queries, suggestions, system,
+        boxes, checkpoints, datasets, deployments, images, interop, jobs, labels, labelstudio, metrics, pipelines,
+        projects, queries, suggestions, system,
     )
     from api.auth import init_auth
     from api.errors import register_error_handlers
@@ -44,7 +44,8 @@ def create_app(config=None) -> Flask:
     db.init_app(app, runtime)
     rest.init_app(app)
     for bp in (system.bp, projects.bp, labels.bp, images.bp, boxes.bp, queries.bp, interop.bp, datasets.bp,
-               checkpoints.bp, deployments.bp, suggestions.bp, pipelines.bp, jobs.bp, metrics.bp):
+               checkpoints.bp, deployments.bp, suggestions.bp, pipelines.bp, labelstudio.bp, jobs.bp,
+               metrics.bp):
         rest.register_blueprint(bp)
     register_error_handlers(app)  # after rest.init_app: ours replace smorest's error format
     init_auth(app)

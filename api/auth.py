@@ -21,10 +21,14 @@ _TOUCH_EVERY = timedelta(minutes=5)
 
 
 def token_from_request() -> str | None:
+    """`Bearer <token>`, or HTTP Basic with the token as password (Label Studio's ML backend connection
+    can only send Basic auth)."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
+    if scheme.lower() == "basic" and request.authorization and request.authorization.password:
+        return request.authorization.password
     return None
 
 

@@ -66,7 +66,7 @@ class Runs(MethodView):
                 raise ApiError(409, f"project {project_id} has no active {run_plan.task} deployment for stage "
                                     f"{run_plan.stages[-1]!r}", code="no_deployment")
             deployment_id = deployment.id
-        answer = _run(run_plan.stages, items, raw, deployment_id)
+        answer = run_chain(run_plan.stages, items, raw, deployment_id)
         timings = {**answer["timings"], "total_ms": round((time.perf_counter() - started) * 1000, 2)}
         failed = [i for i in answer["items"] if "error" in i]
         observe("pipeline", deployment_id, timings, outcome="ok" if len(failed) < len(items) else "422")
@@ -122,7 +122,8 @@ def _regions(text: str, n: int) -> list[dict | None]:
         raise ApiError(400, f"regions: {exc}", fields={"regions": [str(exc)]}) from None
 
 
-def _run(stages: list[str], items: list[dict], raw: dict[int, bytes], deployment_id: int | None) -> dict:
+def run_chain(stages: list[str], items: list[dict], raw: dict[int, bytes], deployment_id: int | None) -> dict:
+    """Send the stages as one Celery chain and wait for the last one's answer (or 503/502)."""
     rt, settings = runtime(), runtime().settings
     run_id = new_run(rt, items, raw)
     reply = rt.keys.reply(run_id)

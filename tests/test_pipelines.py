@@ -8,24 +8,11 @@ import io
 import pytest
 
 from tests.support.http import Site
-from tests.support.modeltree import keras_file, pets, scenes, upload  # noqa: F401
+from tests.support.modeltree import deployed, pets, scenes  # noqa: F401
 from tests.support.scenes import layout, scene
 
 tf = pytest.importorskip("tensorflow")
 
-from models import networks  # noqa: E402 - after the TensorFlow check
-from models.architectures import get_architecture  # noqa: E402
-
-
-def deployed(alice, pets, architecture: str, tmp_path) -> dict:
-    """An (untrained) model of `architecture` uploaded as a root and deployed: what the pipeline plumbing needs."""
-    model = networks.build(get_architecture(architecture), 2, 64, seed=4)
-    res = upload(alice, pets, keras_file(model, tmp_path), pets["lm"], architecture=architecture)
-    assert res.status_code == 201, res.get_json()
-    started = alice.post(f"{pets['base']}/deployments", json={"checkpoint_id": res.get_json()["id"]})
-    assert started.status_code == 202, started.get_json()
-    assert alice.wait_job(started.get_json()["job"]["id"], timeout=120)["status"] == "succeeded"
-    return alice.get(f"{pets['base']}/deployments/{started.get_json()['id']}").get_json()
 
 
 def run(client, name, *, files=None, **body):

@@ -153,6 +153,10 @@ def _preprocess(alive, state, runtime, models) -> None:
         except ImageRejected as exc:
             _fail(item, exc.reason, str(exc))
             continue
+        if "region_pct" in item:  # a region in percent of the image (Label Studio)
+            pct = item["region_pct"]
+            item["region"] = {"x": pct["x"] * image.width / 100, "y": pct["y"] * image.height / 100,
+                              "w": pct["width"] * image.width / 100, "h": pct["height"] * image.height / 100}
         region = item.get("region")
         box = (0.0, 0.0, float(image.width), float(image.height)) if region is None else (
             region["x"], region["y"], region["x"] + region["w"], region["y"] + region["h"])
@@ -205,6 +209,7 @@ def outcome(state: dict) -> list[dict]:
             entry["error"] = item["error"]
         elif "result" in item:
             entry["result"] = item["result"]
+            entry["image_size"] = [item["width"], item["height"]]
         else:
             entry["result"] = {k: item[k] for k in ("width", "height") if k in item} or {"fetched": True}
         out.append(entry)

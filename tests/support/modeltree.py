@@ -72,3 +72,16 @@ def keras_file(model, tmp_path) -> bytes:
 def upload(client, pets, blob: bytes, label_map_id: int, architecture: str = "box_suggester"):
     return client.post(f"{pets['base']}/checkpoints", content_type="multipart/form-data", data={
         "file": (io.BytesIO(blob), "model.keras"), "architecture": architecture, "label_map_id": str(label_map_id)})
+
+
+def deployed(alice, pets, architecture: str, tmp_path) -> dict:
+    """An (untrained) model of `architecture` uploaded as a root and deployed: what the pipeline plumbing needs."""
+    from models import networks  # TensorFlow: only tests that deploy import it
+
+    model = networks.build(get_architecture(architecture), 2, 64, seed=4)
+    res = upload(alice, pets, keras_file(model, tmp_path), pets["lm"], architecture=architecture)
+    assert res.status_code == 201, res.get_json()
+    started = alice.post(f"{pets['base']}/deployments", json={"checkpoint_id": res.get_json()["id"]})
+    assert started.status_code == 202, started.get_json()
+    assert alice.wait_job(started.get_json()["job"]["id"], timeout=120)["status"] == "succeeded"
+    return alice.get(f"{pets['base']}/deployments/{started.get_json()['id']}").get_json()

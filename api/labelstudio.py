@@ -1,0 +1,147 @@
+"""Label Studio's ML backend protocol (`/health`, `/setup`, `/predict`) over a project's active
+deployment, so a team annotating in Label Studio gets loopline's boxes there.
+
+Connect it in Label Studio (Settings → Model) with the URL `<loopline>/api/projects/<id>/label-studio`
+and Basic auth: any user name, a loopline token as the password. `/predict` answers each task with a
+`rectanglelabels` result from the active box suggester — around the rectangle the annotator drew when
+Label Studio sends one (interactive pre-annotation), else for the whole image — or with `choices` from
+the active classifier when the labeling config has Choices and no RectangleLabels. Task images are
+fetched with the ingest SSRF rules; images served by this loopline project are read from the store.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+from flask import request
+from flask.views import MethodView
+from sqlalchemy import select
+
+from api.auth import project_access
+from api.blueprint import Blueprint
+from api.errors import ApiError
+from api.extensions import db, runtime
+from api.metrics import observe
+from api.pipelines import run_chain
+from store.schema import Image, Role
+from workers.deployments import active_deployment
+from workers.pipelines import plan
+
+bp = Blueprint("labelstudio", __name__, url_prefix="/api/projects/<int:project_id>/label-studio",
+               description="Label Studio ML backend protocol")
+OWN_IMAGE = re.compile(r"/api/projects/(\d+)/images/(\d+)/file$")
+
+
+def _controls(label_config: str) -> dict:
+    """The first RectangleLabels / Choices control of a labeling config: name, toName, image field."""
+    try:
+        root = ET.fromstring(label_config or "<View/>")
+    except ET.ParseError as exc:
+        raise ApiError(400, f"label_config is not XML: {exc}", fields={"label_config": [str(exc)]}) from None
+    found = {}
+    for tag in ("RectangleLabels", "Choices"):
+        node = root.find(f".//{tag}")
+        if node is not None:
+            found[tag] = {"from_name": node.get("name"), "to_name": node.get("toName")}
+    images = {n.get("name"): (n.get("value") or "").lstrip("$") for n in root.iter("Image")}
+    if not found:
+        raise ApiError(400, "label_config has neither RectangleLabels nor Choices for an Image",
+                       fields={"label_config": ["no RectangleLabels or Choices"]})
+    for control in found.values():
+        control["field"] = images.get(control["to_name"], "image")
+    return found
+
+
+def _deployment(project_id: int, task: str):
+    deployment = active_deployment(db.session, project_id, task)
+    if deployment is None:
+        raise ApiError(409, f"project {project_id} has no active {task} deployment to predict with",
+                       code="no_deployment")
+    return deployment
+
+
+@bp.route("/health")
+class Health(MethodView):
+    def get(self, project_id):
+        """`{"status": "UP"}` and the active deployments."""
+        project_access(project_id)
+        active = {t: getattr(active_deployment(db.session, project_id, t), "id", None)
+                  for t in ("suggestion", "classification")}
+        return {"status": "UP", "model_class": "loopline", "active_deployments": active}
+
+
+@bp.route("/setup")
+class Setup(MethodView):
+    def post(self, project_id):
+        """Label Studio connects: answers the model version (the active deployment)."""
+        project_access(project_id, Role.annotator)
+        body = request.get_json(silent=True) or {}
+        controls = _controls(body.get("schema", ""))
+        task = "suggestion" if "RectangleLabels" in controls else "classification"
+        return {"model_version": f"loopline-deployment-{_deployment(project_id, task).id}"}
+
+
+@bp.route("/predict")
+class Predict(MethodView):
+    def post(self, project_id):
+        """Predictions for Label Studio tasks, in its JSON format (`results`, one per task)."""
+        project_access(project_id, Role.annotator)
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("tasks"), list) or not body["tasks"]:
+            raise ApiError(400, "send {'tasks': [...], 'label_config': '<View>...'}", fields={"tasks": ["required"]})
+        controls = _controls(body.get("label_config", ""))
+        kind = "RectangleLabels" if "RectangleLabels" in controls else "Choices"
+        control = controls[kind]
+        task = "suggestion" if kind == "RectangleLabels" else "classification"
+        deployment = _deployment(project_id, task)
+        context = ((body.get("params") or {}).get("context") or {}).get("result") or []
+        items, raw = _items(project_id, body["tasks"], control["field"], context)
+        stages = plan("suggest" if task == "suggestion" else "classify", [],
+                      ["image" if i in raw else "url" for i in range(len(items))]).stages
+        answer = run_chain(stages, items, raw, deployment.id)
+        observe("label-studio", deployment.id, answer.get("timings"))
+        version = f"loopline-deployment-{deployment.id}"
+        return {"results": [_result(out, control, kind, version) for out in answer["items"]], "model_version": version}
+
+
+def _items(project_id: int, tasks: list, field: str, context: list) -> tuple[list[dict], dict[int, bytes]]:
+    region = next(({k: r["value"][k] for k in ("x", "y", "width", "height")} for r in context
+                   if isinstance(r, dict) and isinstance(r.get("value"), dict) and "width" in r["value"]), None)
+    items, raw = [], {}
+    for i, t in enumerate(tasks):
+        url = (t.get("data") or {}).get(field) if isinstance(t, dict) else None
+        if not isinstance(url, str) or not url:
+            raise ApiError(400, f"task {i} has no image URL in data.{field}", fields={f"tasks.{i}": ["no image"]})
+        own = OWN_IMAGE.search(url.split("?")[0])
+        if own and int(own.group(1)) == project_id:
+            image = db.session.scalar(select(Image).where(Image.id == int(own.group(2)),
+                                                          Image.project_id == project_id))
+            if image is None:
+                raise ApiError(404, f"task {i}: image {own.group(2)} not found in project {project_id}")
+            raw[i] = runtime().blobs.read_bytes(image.blob_key)
+            item = {"name": f"image {image.id}"}
+        else:
+            item = {"url": url}
+        if region is not None:
+            item["region_pct"] = region  # Label Studio's percentages; preprocess knows the image's size
+        items.append(item)
+    return items, raw
+
+
+def _result(out: dict, control: dict, kind: str, version: str) -> dict:
+    if "error" in out:
+        return {"result": [], "score": 0.0, "model_version": version, "error": out["error"]["message"]}
+    r = out["result"]
+    names = {"from_name": control["from_name"], "to_name": control["to_name"]}
+    if kind == "Choices":
+        value = {"choices": [r["class_name"]]}
+        return {"result": [{**names, "type": "choices", "value": value, "score": r["score"]}], "score": r["score"],
+                "model_version": version}
+    w, h = out["image_size"]
+    box = r["box"]
+    value = {"x": 100 * box["x"] / w, "y": 100 * box["y"] / h, "width": 100 * box["w"] / w,
+             "height": 100 * box["h"] / h, "rotation": 0, "rectanglelabels": [r["class_name"]]}
+    return {"result": [{**names, "type": "rectanglelabels", "original_width": w, "original_height": h,
+                        "image_rotation": 0, "value": value, "score": r["score"]}],
+            "score": r["score"], "model_version": version}
