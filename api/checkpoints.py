@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from flask import request
 from flask.views import MethodView
-from marshmallow import ValidationError
 from sqlalchemy import select
 
 from api.auth import current_user, project_access
 from api.blueprint import Blueprint, page
-from api.errors import ApiError, invalid_input
+from api.errors import ApiError, load_input
 from api.extensions import celery, db, runtime
 from api.files import send_blob
 from api.labels import get_label_map
@@ -98,7 +97,7 @@ class Checkpoints(MethodView):
             return _upload_root(project_id)
         if not request.is_json:
             raise ApiError(415, "send JSON with architecture and label_map_id, or multipart/form-data with a file")
-        data = _load(CheckpointIn(), request.get_json(silent=True) or {})
+        data = load_input(CheckpointIn(), request.get_json(silent=True) or {})
         architecture = _architecture(data["architecture"])
         size = data.get("input_size", architecture.default_size)
         if (why := architecture.check_size(size)) is not None:
@@ -114,15 +113,8 @@ class Checkpoints(MethodView):
         return _payload(checkpoint, lineage=True)
 
 
-def _load(schema, body: dict) -> dict:
-    try:
-        return schema.load(body)
-    except ValidationError as exc:
-        raise invalid_input(exc.messages) from None
-
-
 def _upload_root(project_id: int) -> dict:
-    form = _load(CheckpointUploadForm(), request.form.to_dict())
+    form = load_input(CheckpointUploadForm(), request.form.to_dict())
     files = uploaded_files("file", what="the .keras file")
     if len(files) != 1:
         raise ApiError(400, "send exactly one .keras file as 'file'", fields={"file": ["exactly one file"]})

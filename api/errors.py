@@ -63,6 +63,16 @@ def invalid_input(fields: dict) -> ApiError:
     return ApiError(400, "invalid input: " + _summary(fields), code="invalid_input", fields=fields)
 
 
+def load_input(schema, body) -> dict:
+    """`schema.load(body)`, or that 400: for bodies a view reads itself (JSON or multipart on one route)."""
+    from marshmallow import ValidationError
+
+    try:
+        return schema.load(body)
+    except ValidationError as exc:
+        raise invalid_input(exc.messages) from None
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(e: ApiError):

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from flask import request, url_for
 from flask.views import MethodView
-from marshmallow import ValidationError
 from sqlalchemy import and_, exists, func, select
 
 from api.auth import project_access
 from api.blueprint import Blueprint, page
 from api.data_schemas import ImageDeleted, ImageOut, ImagePage, ImageQuery, UrlsIn
-from api.errors import ApiError, invalid_input
+from api.errors import ApiError, load_input
 from api.extensions import db, runtime
 from api.files import send_blob
 from api.schemas import JobOut
@@ -107,10 +106,7 @@ class Images(MethodView):
             return ingest_files(project_id, files)
         if not request.is_json:
             raise ApiError(415, "send multipart/form-data with 'files', or JSON with 'urls'")
-        try:
-            data = UrlsIn().load(request.get_json(silent=True) or {})
-        except ValidationError as exc:
-            raise invalid_input(exc.messages) from None
+        data = load_input(UrlsIn(), request.get_json(silent=True) or {})
         check_urls(data["urls"])
         return submit_ingest(project_id, {"urls": data["urls"]})
 

@@ -13,7 +13,7 @@ from marshmallow import ValidationError
 
 from api.auth import project_access
 from api.blueprint import Blueprint
-from api.errors import ApiError, invalid_input
+from api.errors import ApiError, load_input
 from api.extensions import celery, db, runtime
 from api.images import check_urls
 from api.metrics import observe
@@ -83,10 +83,7 @@ def _inputs() -> tuple[list[dict], dict[int, bytes], int, list[str]]:
     """(items, uploaded bytes by item index, project id, then) from JSON or multipart, or 400."""
     settings = runtime().settings
     if request.mimetype == "multipart/form-data":
-        try:
-            form = PipelineRunForm().load(request.form.to_dict())
-        except ValidationError as exc:
-            raise invalid_input(exc.messages) from None
+        form = load_input(PipelineRunForm(), request.form.to_dict())
         files = uploaded_files("files", what="images")
         if not 1 <= len(files) <= 64:
             raise ApiError(400, "send 1 to 64 images as 'files'", fields={"files": ["1 to 64 images"]})
@@ -102,10 +99,7 @@ def _inputs() -> tuple[list[dict], dict[int, bytes], int, list[str]]:
                 enumerate(zip(files, regions, strict=True))], raw, form["project_id"], then
     if not request.is_json:
         raise ApiError(415, "send JSON with 'items' of URLs, or multipart/form-data with 'files'")
-    try:
-        data = PipelineRunIn().load(request.get_json(silent=True) or {})
-    except ValidationError as exc:
-        raise invalid_input(exc.messages) from None
+    data = load_input(PipelineRunIn(), request.get_json(silent=True) or {})
     check_urls([i["url"] for i in data["items"]], field="items")
     return [dict(i) for i in data["items"]], {}, data["project_id"], data["then"]
 

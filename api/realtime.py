@@ -20,7 +20,8 @@ def _token(auth) -> str | None:
     return token_from_request()
 
 
-def _user() -> User | None:
+def socket_user() -> User | None:
+    """The user this Socket.IO connection authenticated as at connect."""
     user_id = session.get("user_id")
     return db.session.get(User, user_id) if user_id else None
 
@@ -55,7 +56,7 @@ def register_socketio_handlers() -> None:
 
     @socketio.on("join")
     def _join(data=None):
-        user = _user()
+        user = socket_user()
         if user is None:
             return {"ok": False, "error": "not authenticated"}
         room, reason = _room_allowed(user, data)
@@ -66,7 +67,7 @@ def register_socketio_handlers() -> None:
 
     @socketio.on("leave")
     def _leave(data=None):
-        user = _user()
+        user = socket_user()
         room, reason = _room_allowed(user, data) if user else (None, "not authenticated")
         if room is None:
             return {"ok": False, "error": reason}

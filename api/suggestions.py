@@ -6,12 +6,11 @@ from __future__ import annotations
 import time
 
 from flask.views import MethodView
-from marshmallow import ValidationError
 
 from api.auth import current_user, project_access
 from api.blueprint import Blueprint
 from api.boxes import annotation_out, bump_revision
-from api.errors import ApiError, invalid_input
+from api.errors import ApiError, load_input
 from api.extensions import celery, db, runtime
 from api.images import get_image
 from api.metrics import observe
@@ -116,11 +115,11 @@ def register_socketio_suggestions(socketio) -> None:
     or {"error": {"status", "message"}} (acknowledgement of `call`)."""
     from flask import g
 
-    from api.realtime import _user
+    from api.realtime import socket_user
 
     @socketio.on("suggest")
     def _suggest(data=None):
-        g.user = _user()
+        g.user = socket_user()
         if g.user is None:
             return {"error": {"status": 401, "message": "not authenticated"}}
         try:
@@ -128,10 +127,7 @@ def register_socketio_suggestions(socketio) -> None:
                     data.get("image"), int):
                 raise ApiError(400, "send {'project': id, 'image': id, 'region': {x, y, w, h}} or a 'point'")
             body = {k: v for k, v in data.items() if k in ("region", "point")}
-            try:
-                parsed = SuggestionIn().load(body)
-            except ValidationError as exc:
-                raise invalid_input(exc.messages) from None
+            parsed = load_input(SuggestionIn(), body)
             return SuggestionOut().dump(suggest(data["project"], data["image"], parsed))
         except ApiError as exc:
             db.session.rollback()

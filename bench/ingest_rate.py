@@ -24,28 +24,24 @@ import argparse
 import io
 import random
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 import zipfile
 from datetime import datetime
 from pathlib import Path
 
-import redis
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from store import migrate
 from store.accounts import create_user, issue_token
-from store.settings import load_settings
 from tests.support.procs import settings_env, stop_group
+from throwaway import throwaway  # bench/throwaway.py (a script's folder is on sys.path)
 
 REDIS_URL = "redis://127.0.0.1:6379/14"
 T = Image.Transpose
@@ -183,12 +179,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=300, help="images per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     args = parser.parse_args()
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C even when started in the background
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # and SIGTERM: both run the cleanup below
-
-    tmp = Path(tempfile.mkdtemp(prefix="loopline-ingest-bench-"))
-    worker = runtime = None
-    try:
+    with throwaway(REDIS_URL, "ingest") as run:
+        tmp, settings = run.tmp, run.settings
         print(f"making {args.images} input images ...", flush=True)
         paths = make_inputs(tmp / "input", args.images)
         files = [(p.name, p.read_bytes()) for p in paths]
@@ -200,14 +192,11 @@ def main() -> None:
         print(f"inputs: {len(files)} files, {sum(len(d) for _, d in files) / 2**20:.1f} MB (JPEGs {sum(jpegs) / len(jpegs) / 1024:.0f} KB "
               f"average), zip {zipped.tell() / 2**20:.1f} MB", flush=True)
 
-        settings = load_settings(data_dir=tmp / "data", redis_url=REDIS_URL, key_prefix=f"llbench{uuid.uuid4().hex[:6]}")
-        settings.ensure_dirs()
-        redis.Redis.from_url(REDIS_URL).flushdb()  # db 14 only
-        migrate.upgrade(settings.sqlalchemy_url)
         from api import create_app
 
         app = create_app(settings)
         runtime = app.extensions["loopline.runtime"]
+        run.cleanup.callback(runtime.close)
         with runtime.sessions() as session:
             token = issue_token(session, create_user(session, f"bench-{uuid.uuid4().hex[:8]}"))
             session.commit()
@@ -222,6 +211,7 @@ def main() -> None:
                 [sys.executable, "-m", "api.cli", "worker", "augmentation", "-c", "1", "--loglevel", "WARNING",
                  "--name", node], cwd=ROOT, env=settings_env(settings), stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
+        run.cleanup.callback(stop_group, worker)  # SIGTERM to its own process group, SIGKILL after 20 s
         wait_worker(app.extensions["celery"], worker, hostname, log)
 
         size = settings.thumbnail_size
@@ -248,15 +238,6 @@ def main() -> None:
             print(f"{label:34s} {med[key]:7.1f} {med[key] / med['base']:6.2f}   ({rounds})")
         print("target: job time ratio >= 0.70; the request itself (multipart parsing, staging) took a median "
               f"{statistics.median(requests['multi']):.2f} s (multipart), {statistics.median(requests['zip']):.2f} s (zip)")
-    except KeyboardInterrupt:
-        raise SystemExit("interrupted: stopping the worker and removing the temporary files") from None
-    finally:
-        if worker is not None:
-            stop_group(worker)  # SIGTERM to the worker's own process group, SIGKILL after 20 s
-        if runtime is not None:
-            runtime.close()
-        redis.Redis.from_url(REDIS_URL).flushdb()  # db 14 only
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -28,32 +28,27 @@ import argparse
 import io
 import os
 import random
-import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 
 import numpy as np
-import redis
 import requests
 from PIL import Image, ImageDraw, ImageFilter
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from store import migrate
 from store.accounts import create_user, issue_token
-from store.settings import load_settings
 from tests.support.procs import Server, Worker, settings_env, wait_for_workers
 from workers.celery_app import create_celery
 from workers.runtime import Runtime
+from throwaway import throwaway  # bench/throwaway.py (a script's folder is on sys.path)
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
 SIZE = 128
@@ -239,19 +234,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of warm-up with 4 annotators")
     parser.add_argument("--sample", type=int, default=2000, help="(image, region) pairs; the baseline runs them all")
     args = parser.parse_args()
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C even when started in the background
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # and SIGTERM: both run the cleanup below
-
-    tmp = Path(tempfile.mkdtemp(prefix="loopline-suggest-bench-"))
-    procs: list = []
-    runtime = None
-    try:
-        settings = load_settings(data_dir=tmp / "data", redis_url=REDIS_URL,
-                                 key_prefix=f"llbench{uuid.uuid4().hex[:6]}")
-        settings.ensure_dirs()
-        redis.Redis.from_url(REDIS_URL).flushdb()  # db 12 only
-        migrate.upgrade(settings.sqlalchemy_url)
+    with throwaway(REDIS_URL, "suggest") as run:
+        tmp, settings = run.tmp, run.settings
         runtime = Runtime(settings)
+        run.cleanup.callback(runtime.close)
         celery = create_celery(settings, include_tasks=False)
         with runtime.sessions() as session:
             token = issue_token(session, create_user(session, f"bench-{uuid.uuid4().hex[:8]}"))
@@ -259,8 +245,11 @@ def main() -> None:
 
         print(f"starting the API, ingesting {args.images} images and deploying an untrained {SIZE} px "
               "box_suggester ...", flush=True)
-        procs.append(server := Server(settings, tmp))
-        procs += (helpers := [Worker(settings, "augmentation", tmp), Worker(settings, "deployment", tmp)])
+        server = Server(settings, tmp)
+        run.cleanup.callback(server.stop)  # each stop: SIGTERM to its own process group, SIGKILL after 20 s
+        helpers = [Worker(settings, "augmentation", tmp), Worker(settings, "deployment", tmp)]
+        for w in helpers:
+            run.cleanup.callback(w.stop)
         wait_for_workers(celery, helpers)
         http = connect(token)
         pid, images, dep = setup(http, server.url, tmp, args.images)
@@ -272,7 +261,8 @@ def main() -> None:
         decoded = [decode(ok(http.get(server.url + i["file_url"])).content) for i in images]  # as stored
         sample = make_sample(images, args.sample)
 
-        procs.append(pool := InferencePool(settings, tmp))
+        pool = InferencePool(settings, tmp)
+        run.cleanup.callback(pool.stop)
         wait_for_workers(celery, [pool])
         warm = load(server.url, token, pid, images, make_sample(images, 400, seed=1), 4, args.warmup)
         if not warm[0] or warm[1]:
@@ -317,15 +307,6 @@ def main() -> None:
         print("end to end on the client, ms; ratio = its p50 / the in-process p50; queue .. total: medians of the "
               "server's timings, ms; api, infer(ence pool), client: CPU ms per request; other: cores busy with "
               "anything else (Redis, other users); Doherty threshold: 400 ms")
-    except KeyboardInterrupt:
-        raise SystemExit("interrupted: stopping the server and workers and removing the temporary files") from None
-    finally:
-        for p in reversed(procs):
-            p.stop()  # SIGTERM to its own process group, SIGKILL after 20 s
-        if runtime is not None:
-            runtime.close()
-        redis.Redis.from_url(REDIS_URL).flushdb()  # db 12 only
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -32,33 +32,27 @@ started_at -> finished_at (unpacking, model build, the evaluation before trainin
 from __future__ import annotations
 
 import argparse
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 import warnings
 import zipfile
 from pathlib import Path
 
-import redis
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from handlers.registry import default_registry
 from models.architectures import get_architecture
-from store import migrate
 from store.schema import Checkpoint, CheckpointStatus, Dataset, Job, LabelMap
-from store.settings import load_settings
 from tests.support.catalog import labelled_project
 from tests.support.procs import Worker, wait_for_workers
 from workers.celery_app import create_celery
 from workers.checkpoints import start_training
 from workers.datasets import define, request_dataset
 from workers.runtime import Runtime
+from throwaway import throwaway  # bench/throwaway.py (a script's folder is on sys.path)
 
 REDIS_URL = "redis://127.0.0.1:6379/14"
 ARCH = "box_suggester"
@@ -174,17 +168,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (epoch 1 is not measured)")
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C even when started in the background
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # and SIGTERM: both run the cleanup below
-
-    tmp = Path(tempfile.mkdtemp(prefix="loopline-training-bench-"))
-    trainer = runtime = None
-    try:
-        settings = load_settings(data_dir=tmp / "data", redis_url=REDIS_URL, key_prefix=f"llbench{uuid.uuid4().hex[:6]}")
-        settings.ensure_dirs()
-        redis.Redis.from_url(REDIS_URL).flushdb()  # db 14 only
-        migrate.upgrade(settings.sqlalchemy_url)
+    with throwaway(REDIS_URL, "training") as run:
+        tmp, settings = run.tmp, run.settings
         runtime = Runtime(settings)
+        run.cleanup.callback(runtime.close)
         celery = create_celery(settings, include_tasks=False)
 
         print(f"building suggest@1 (size {args.size}, regions {args.regions}) on {args.scenes} scenes ...", flush=True)
@@ -196,6 +183,7 @@ def main() -> None:
         files = extract(runtime, dataset, tmp / "shards")
 
         trainer = Worker(settings, "training", tmp)
+        run.cleanup.callback(trainer.stop)  # SIGTERM to its own process group, SIGKILL after 20 s
         wait_for_workers(celery, [trainer])  # before any job: a busy solo pool answers no ping
         params = {"epochs": args.epochs, "batch_size": args.batch, "learning_rate": LR, "early_stopping": None,
                   "reinit_head": False, "report_every_steps": 20, "seed": 0}
@@ -231,15 +219,6 @@ def main() -> None:
             print(f"{label:44s} {med[key]:9.1f} {med[key] / med[ref]:6.2f}   ({rounds})")
         print("target: job / baseline >= 0.90; all epochs = samples / seconds of epochs 2..E; end to end = samples "
               "trained / job started_at -> finished_at, against the baseline's all-epochs rate")
-    except KeyboardInterrupt:
-        raise SystemExit("interrupted: stopping the worker and removing the temporary files") from None
-    finally:
-        if trainer is not None:
-            trainer.stop()  # SIGTERM to the worker's own process group, SIGKILL after 20 s
-        if runtime is not None:
-            runtime.close()
-        redis.Redis.from_url(REDIS_URL).flushdb()  # db 14 only
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -62,13 +62,7 @@ def normalize(data: bytes, limits: ImageLimits = ImageLimits()) -> NormalizedIma
     """Check an upload and turn it into what is stored; raises ImageRejected for anything unusable.
 
     Cheap checks come first (size, header, pixel count), so hostile files cost almost nothing."""
-    if not data:
-        raise ImageRejected("empty", "The file is empty.")
-    if len(data) > limits.max_bytes:
-        raise ImageRejected(
-            "too_large", f"The file is {_human(len(data))}; files up to {_human(limits.max_bytes)} are accepted."
-        )
-    _check_webp(data, limits)
+    _check_bytes(data, limits)
     with _open(data) as img:
         width, height = img.size
         _check_pixels(width, height, limits)
@@ -96,6 +90,29 @@ def normalize(data: bytes, limits: ImageLimits = ImageLimits()) -> NormalizedIma
         out = BytesIO()
         rgb.save(out, fmt, icc_profile=icc, **options)  # explicit: PNG would reuse a stale info profile
         return NormalizedImage(out.getvalue(), fmt, source, width, height, _thumbnail(rgb, thumb_fit), True)
+
+
+def upright_rgb(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Image:
+    """The checks of `normalize` (size, format, pixel limits, completeness) and its EXIF orientation, without
+    making anything to store: the pixels as RGB, for images that are only looked at (inference)."""
+    _check_bytes(data, limits)
+    with _open(data) as img:
+        _check_pixels(*img.size, limits)
+        _load(img)
+        orientation = _orientation(img)
+        upright = img.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else img
+        rgb = _to_rgb(upright)
+        return rgb.copy() if rgb is img else rgb  # the opened image is closed on leaving
+
+
+def _check_bytes(data: bytes, limits: ImageLimits) -> None:
+    if not data:
+        raise ImageRejected("empty", "The file is empty.")
+    if len(data) > limits.max_bytes:
+        raise ImageRejected(
+            "too_large", f"The file is {_human(len(data))}; files up to {_human(limits.max_bytes)} are accepted."
+        )
+    _check_webp(data, limits)
 
 
 def thumbnail_jpeg(img: Image.Image, size: int) -> bytes:

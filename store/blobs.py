@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -66,6 +67,11 @@ class BlobStore(ABC):
     def read_bytes(self, key: str) -> bytes:
         with self.open(key) as fh:
             return fh.read()
+
+    def save_as(self, key: str, path: str | os.PathLike) -> None:
+        """Copy the blob to a local file (for libraries that only read paths, like Keras)."""
+        with self.open(key) as src, open(path, "wb") as dst:
+            shutil.copyfileobj(src, dst, CHUNK)
 
     def iter_range(self, key: str, start: int = 0, end: int | None = None, chunk: int = CHUNK) -> Iterator[bytes]:
         """Stream bytes [start, end) without loading the blob into memory (for HTTP Range responses)."""

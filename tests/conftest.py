@@ -21,6 +21,8 @@ from tests.support.procs import Server, Worker, wait_for_workers
 from workers.celery_app import create_celery
 from workers.runtime import Runtime
 
+pytest_plugins = ["tests.support.modeltree"]  # the labelled project with a suggest@1 dataset
+
 REDIS_URL = os.environ.get("LOOPLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 DATABASE_URL = os.environ.get("LOOPLINE_TEST_DATABASE_URL")  # None: a SQLite file in a temp folder
 QUEUES = ("inference", "augmentation", "training", "deployment")

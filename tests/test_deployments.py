@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.support.modeltree import build, fork, pets, root, scenes, train  # noqa: F401
+from tests.support.modeltree import fork, root, train
 from tests.support.scenes import layout
 from tests.support.sio import Listener
 

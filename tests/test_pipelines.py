@@ -8,7 +8,7 @@ import io
 import pytest
 
 from tests.support.http import Site
-from tests.support.modeltree import deployed, pets, scenes  # noqa: F401
+from tests.support.modeltree import deployed
 from tests.support.scenes import layout, scene
 
 tf = pytest.importorskip("tensorflow")

@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from tests.support.modeltree import SUGGESTER, build, fork, keras_file, pets, root, scenes, train, upload  # noqa: F401
+from tests.support.modeltree import SUGGESTER, build, fork, keras_file, root, train, upload
 from tests.support.sio import Listener
 
 tf = pytest.importorskip("tensorflow")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 import zipfile
 from collections import Counter
 from itertools import groupby
@@ -25,6 +24,7 @@ from handlers.records import Box, LabelMapSpec, Sample
 from handlers.registry import default_registry
 from handlers.tfrecord import ShardedWriter, example_bytes, label_map_pbtxt, record_features
 from store.schema import Dataset, Image, LabelMap
+from store.scratch import fresh_scratch
 from store.selection import data_revision, selected_boxes
 
 SPLITS = ("train", "validation")
@@ -63,10 +63,7 @@ def build(session, blobs, dataset: Dataset, work_root: Path, progress: Callable[
     handler = default_registry().get(f"{dataset.handler}@{dataset.handler_version}")
     labels = LabelMapSpec(tuple(e.label_class.name for e in label_map.entries))
     total, samples = sample_stream(session, blobs, dataset)
-    work_root.mkdir(parents=True, exist_ok=True)
-    for stale in work_root.glob(f"dataset-{dataset.key[:16]}-*"):  # left by a build whose worker was killed
-        shutil.rmtree(stale, ignore_errors=True)
-    work = Path(tempfile.mkdtemp(prefix=f"dataset-{dataset.key[:16]}-", dir=work_root))
+    work = fresh_scratch(work_root, f"dataset-{dataset.key[:16]}-")
     try:
         return _write(work, blobs, dataset, handler, labels, total, samples, progress)
     finally:

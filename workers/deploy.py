@@ -8,12 +8,11 @@ imported inside the job. A redelivered job finds a deployment already `ready` an
 from __future__ import annotations
 
 import shutil
-import tempfile
-from pathlib import Path
 
 from sqlalchemy import update
 
 from store.schema import Checkpoint, Deployment
+from store.scratch import fresh_scratch
 from workers.context import JobContext
 from workers.deployments import activate
 
@@ -28,7 +27,7 @@ def deploy(ctx: JobContext, deployment_id: int, activate_it: bool) -> dict:
             checkpoint = session.get(Checkpoint, deployment.checkpoint_id)
             ctx.progress(0.1, None, f"exporting checkpoint {checkpoint.id} to ONNX")
             try:
-                model_key, diff = _export(ctx, checkpoint.weights_key)
+                model_key, diff = _export(ctx, deployment.id, checkpoint.weights_key)
             except Exception as exc:
                 _fail(session, deployment, f"{type(exc).__name__}: {exc}")
                 raise
@@ -50,14 +49,13 @@ def deploy(ctx: JobContext, deployment_id: int, activate_it: bool) -> dict:
                 "active": deployment.active, "model_key": deployment.model_key}
 
 
-def _export(ctx: JobContext, weights_key: str) -> tuple[str, float]:
+def _export(ctx: JobContext, deployment_id: int, weights_key: str) -> tuple[str, float]:
     from models import export, training  # TensorFlow: only the deployment pool gets here
 
-    work = Path(tempfile.mkdtemp(prefix="deploy-", dir=_root(ctx)))
+    work = fresh_scratch(ctx.rt.settings.work_dir, f"deploy-{deployment_id}-")
     try:
         keras_path = work / "model.keras"
-        with ctx.rt.blobs.open(weights_key) as src, open(keras_path, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1024 * 1024)
+        ctx.rt.blobs.save_as(weights_key, keras_path)
         model = training.load(str(keras_path), compile=False)
         onnx_path = work / "model.onnx"
         export.export_onnx(model, onnx_path)
@@ -68,12 +66,6 @@ def _export(ctx: JobContext, weights_key: str) -> tuple[str, float]:
         return key, diff
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _root(ctx: JobContext) -> Path:
-    root = ctx.rt.settings.work_dir
-    root.mkdir(parents=True, exist_ok=True)
-    return root
 
 
 def _fail(session, deployment: Deployment, why: str, **values) -> None:

@@ -95,15 +95,23 @@ def suggest(loaded: Loaded, image: Image.Image, region: tuple[float, float, floa
     start = time.perf_counter()
     out = loaded.predictor.run(to_input(crop, loaded.spec)[None])
     model_ms = (time.perf_counter() - start) * 1000
-    ymin, xmin, ymax, xmax = np.clip(out["box"][0], 0.0, 1.0).tolist()
+    return {"box": box_in_image(out["box"][0], region, image.width, image.height),
+            **top_class(out["class_scores"][0], loaded.label_map), "model_ms": model_ms}
+
+
+def box_in_image(box, region, width: int, height: int) -> dict:
+    """The model's (ymin, xmin, ymax, xmax) in crop coordinates → {x, y, w, h} in pixels of the image the
+    crop `region` (left, top, right, bottom) was cut from: at least 1 px, never past the image."""
+    ymin, xmin, ymax, xmax = np.clip(box, 0.0, 1.0).tolist()
     ymin, ymax = sorted((ymin, ymax))
     xmin, xmax = sorted((xmin, xmax))
     left, top, right, bottom = region
     rw, rh = right - left, bottom - top
     x, y = left + xmin * rw, top + ymin * rh
     w, h = max((xmax - xmin) * rw, 1.0), max((ymax - ymin) * rh, 1.0)
-    w, h = min(w, image.width - x), min(h, image.height - y)
-    scores = out["class_scores"][0]
+    return {"x": x, "y": y, "w": min(w, width - x), "h": min(h, height - y)}
+
+
+def top_class(scores, label_map: list[dict]) -> dict:
     k = int(np.argmax(scores))
-    return {"box": {"x": x, "y": y, "w": w, "h": h}, "class_id": loaded.label_map[k]["class_id"],
-            "class_name": loaded.label_map[k]["name"], "score": float(scores[k]), "model_ms": model_ms}
+    return {"class_id": label_map[k]["class_id"], "class_name": label_map[k]["name"], "score": float(scores[k])}

@@ -136,10 +136,9 @@ def _download(alive, state, runtime, settings) -> None:
 
 
 def _preprocess(alive, state, runtime, models) -> None:
-    from handlers.imaging import ImageLimits, ImageRejected, normalize
+    from handlers.imaging import ImageLimits, ImageRejected, upright_rgb
     from handlers.ops import resized_crop
     from models.predictor import to_input
-    from workers.inference import decode
 
     spec = models.get(state["deployment_id"]).spec
     limits = ImageLimits(max_bytes=state["limits"]["max_bytes"], max_pixels=state["limits"]["max_pixels"])
@@ -149,7 +148,7 @@ def _preprocess(alive, state, runtime, models) -> None:
             _fail(item, "expired", "the image left the scratch space before its stage ran; send it again")
             continue
         try:
-            image = decode(normalize(data, limits).data)  # the upload checks: formats, limits, EXIF
+            image = upright_rgb(data, limits)  # the upload checks: formats, limits, EXIF
         except ImageRejected as exc:
             _fail(item, exc.reason, str(exc))
             continue
@@ -173,6 +172,8 @@ def _preprocess(alive, state, runtime, models) -> None:
 
 
 def _model(stage, alive, state, runtime, models) -> None:
+    from workers.inference import box_in_image, top_class
+
     loaded = models.get(state["deployment_id"])
     ready = []
     for i, item in alive:
@@ -189,15 +190,10 @@ def _model(stage, alive, state, runtime, models) -> None:
     names = loaded.label_map
     for row, (item, _) in enumerate(ready):
         scores = out["class_scores"][row]
-        k = int(np.argmax(scores))
-        item["result"] = {"class_id": names[k]["class_id"], "class_name": names[k]["name"], "score": float(scores[k]),
+        item["result"] = {**top_class(scores, names),
                           "scores": {n["name"]: round(float(s), 6) for n, s in zip(names, scores, strict=True)}}
         if stage == "suggest":
-            ymin, xmin, ymax, xmax = np.clip(out["box"][row], 0.0, 1.0).tolist()
-            left, top, right, bottom = item["crop"]
-            rw, rh = right - left, bottom - top
-            item["result"]["box"] = {"x": left + min(xmin, xmax) * rw, "y": top + min(ymin, ymax) * rh,
-                                     "w": max(abs(xmax - xmin) * rw, 1.0), "h": max(abs(ymax - ymin) * rh, 1.0)}
+            item["result"]["box"] = box_in_image(out["box"][row], item["crop"], item["width"], item["height"])
 
 
 def outcome(state: dict) -> list[dict]:

@@ -11,7 +11,6 @@ last finished epoch. TensorFlow is imported inside the job: other pools load thi
 from __future__ import annotations
 
 import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from sqlalchemy import select, update
 
 from models.architectures import Architecture, get_architecture
 from store.schema import Checkpoint, CheckpointStatus, Dataset, DatasetStatus
+from store.scratch import fresh_scratch
 from workers.checkpoints import finish_values
 from workers.context import JobCancelled, JobContext
 
@@ -45,11 +45,7 @@ def train(ctx: JobContext, checkpoint_id: int) -> dict:
     plan = _plan(ctx, checkpoint_id)
     if isinstance(plan, dict):
         return plan  # finished by an earlier delivery of this job
-    work_root = ctx.rt.settings.work_dir
-    work_root.mkdir(parents=True, exist_ok=True)
-    for stale in work_root.glob(f"train-{checkpoint_id}-*"):  # left by a delivery whose worker was killed
-        shutil.rmtree(stale, ignore_errors=True)
-    work = Path(tempfile.mkdtemp(prefix=f"train-{checkpoint_id}-", dir=work_root))
+    work = fresh_scratch(ctx.rt.settings.work_dir, f"train-{checkpoint_id}-")
     try:
         return Run(ctx, plan, work).run()
     except JobCancelled:
@@ -162,8 +158,7 @@ class Run:
         from models import training
 
         path = self.work / f"load-{key[:16]}.keras"
-        with self.blobs.open(key) as src, open(path, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1024 * 1024)
+        self.blobs.save_as(key, path)
         try:
             return training.load(str(path), compile=compile)
         except Exception as exc:  # a broken upload surfaces here, named
