@@ -8,12 +8,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import Flask, g, request
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from api.errors import ApiError
 from api.extensions import db
-from store.accounts import user_for_token
-from store.schema import Job, Membership, Project, Role, User
+from store.accounts import Caller, caller_for_token
+from store.schema import ApiToken, Job, Membership, Project, Role
 from store.schema.base import utcnow
 
 PUBLIC_ENDPOINTS = {"system.Health", "metrics.Metrics"}  # liveness probes and scrapers carry no token
@@ -32,18 +32,17 @@ def token_from_request() -> str | None:
     return None
 
 
-def authenticate(token: str | None) -> User | None:
+def authenticate(token: str | None) -> Caller | None:
     if not token:
         return None
-    found = user_for_token(db.session, token)
-    if found is None:
+    caller = caller_for_token(db.session, token)
+    if caller is None:
         return None
-    user, row = found
     now = utcnow()
-    if row.last_used_at is None or now - row.last_used_at > _TOUCH_EVERY:
-        row.last_used_at = now
+    if caller.token_last_used_at is None or now - caller.token_last_used_at > _TOUCH_EVERY:
+        db.session.execute(update(ApiToken).where(ApiToken.id == caller.token_id).values(last_used_at=now))
         db.session.commit()
-    return user
+    return caller
 
 
 def init_auth(app: Flask) -> None:
@@ -63,26 +62,29 @@ def init_auth(app: Flask) -> None:
         return None
 
 
-def current_user() -> User:
+def current_user() -> Caller:
     return g.user
 
 
-def role_in(project_id: int, user: User) -> Role | None:
-    """The user's role in the project; None when not a member or the project does not exist."""
-    membership = db.session.get(Membership, (project_id, user.id))
-    if membership is not None:
-        return membership.role
-    if user.is_superuser and db.session.get(Project, project_id) is not None:
-        return Role.admin
-    return None
+def role_in(project_id: int, user: Caller) -> Role | None:
+    """The user's role in the project; None when not a member or the project does not exist.
+    One query of two columns (no Project or Membership row is loaded): every project route asks it."""
+    row = db.session.execute(
+        select(Project.id, Membership.role)
+        .outerjoin(Membership, (Membership.project_id == Project.id) & (Membership.user_id == user.id))
+        .where(Project.id == project_id)
+    ).first()
+    if row is None:
+        return None
+    return row.role or (Role.admin if user.is_superuser else None)
 
 
-def member_project_ids(user: User):
+def member_project_ids(user: Caller):
     """A subquery of the ids of the projects `user` is a member of (for list filters)."""
     return select(Membership.project_id).where(Membership.user_id == user.id)
 
 
-def may_see_job(job: Job | None, user: User) -> bool:
+def may_see_job(job: Job | None, user: Caller) -> bool:
     """A project's jobs are visible to its members; a job without a project to its submitter."""
     if job is None:
         return False
@@ -91,13 +93,17 @@ def may_see_job(job: Job | None, user: User) -> bool:
     return job.user_id == user.id or user.is_superuser
 
 
-def project_access(project_id: int, need: Role = Role.viewer) -> tuple[Project, Role]:
-    """The project and the caller's role in it, or 404 (not a member) / 403 (role too low)."""
-    user = current_user()
-    project = db.session.get(Project, project_id)
-    role = role_in(project_id, user) if project is not None else None
-    if project is None or role is None:
+def require_role(project_id: int, need: Role = Role.viewer) -> Role:
+    """The caller's role in the project, or 404 (not a member, or no such project) / 403 (role too low)."""
+    role = role_in(project_id, current_user())
+    if role is None:
         raise ApiError(404, f"project {project_id} not found")
     if not role.allows(need):
         raise ApiError(403, f"this needs the {need.value} role in project {project_id}; you are {role.value}")
-    return project, role
+    return role
+
+
+def project_access(project_id: int, need: Role = Role.viewer) -> tuple[Project, Role]:
+    """`require_role`, and the project itself for the routes that read or change it."""
+    role = require_role(project_id, need)
+    return db.session.get(Project, project_id), role

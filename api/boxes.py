@@ -73,10 +73,13 @@ def claim_revision(image: Image, expected: int) -> int:
     return expected + 1
 
 
-def bump_revision(image_id: int) -> None:
-    db.session.execute(update(Image).where(Image.id == image_id)
-                       .values(annotation_revision=Image.annotation_revision + 1)
-                       .execution_options(synchronize_session=False))
+def bump_revision(image_id: int) -> int:
+    """Move the image's revision on by one, whatever it was; the new revision (UPDATE … RETURNING on the
+    table, not the ORM's bulk update, and no re-read: the suggestion path writes through here)."""
+    images = Image.__table__
+    return db.session.execute(update(images).where(images.c.id == image_id)
+                              .values(annotation_revision=images.c.annotation_revision + 1)
+                              .returning(images.c.annotation_revision)).scalar_one()
 
 
 def check_box(image: Image, box: dict, where: str = "") -> dict:

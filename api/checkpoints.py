@@ -10,7 +10,7 @@ from flask import request
 from flask.views import MethodView
 from sqlalchemy import select
 
-from api.auth import current_user, project_access
+from api.auth import current_user, require_role
 from api.blueprint import Blueprint, page
 from api.errors import ApiError, load_input
 from api.extensions import celery, db, runtime
@@ -70,7 +70,7 @@ class Checkpoints(MethodView):
     def get(self, args, project_id):
         """The project's checkpoints, oldest first; filter by status, architecture, the dataset they were
         trained on, parent, or a class their label map holds (class → checkpoints lineage)."""
-        project_access(project_id)
+        require_role(project_id)
         q = select(Checkpoint).where(Checkpoint.project_id == project_id)
         for key in ("status", "architecture", "dataset_key", "parent_id"):
             if key in args:
@@ -92,7 +92,7 @@ class Checkpoints(MethodView):
     def post(self, project_id):
         """Make a root: JSON names an architecture (fresh weights from `seed`); multipart/form-data with a
         `.keras` `file` uploads weights, checked against the architecture and the label map (400 says why)."""
-        project_access(project_id, Role.annotator)
+        require_role(project_id, Role.annotator)
         if request.mimetype == "multipart/form-data":
             return _upload_root(project_id)
         if not request.is_json:
@@ -145,7 +145,7 @@ class Tree(MethodView):
     @bp.response(200, CheckpointTree)
     def get(self, project_id):
         """Every checkpoint of the project as a forest: roots, each node with its `children`."""
-        project_access(project_id)
+        require_role(project_id)
         nodes = {c.id: {**_payload(reconcile(db.session, c)), "children": []}
                  for c in db.session.scalars(select(Checkpoint).where(Checkpoint.project_id == project_id)
                                              .order_by(Checkpoint.id))}
@@ -162,7 +162,7 @@ class CheckpointItem(MethodView):
     def get(self, project_id, checkpoint_id):
         """One checkpoint with its lineage: ancestors, children, the dataset and label map (with classes) it
         was trained on, who made it; and its metrics and training curve."""
-        project_access(project_id)
+        require_role(project_id)
         return _payload(get_checkpoint(project_id, checkpoint_id), lineage=True)
 
 
@@ -172,7 +172,7 @@ class Fork(MethodView):
     @bp.response(201, CheckpointOut)
     def post(self, data, project_id, checkpoint_id):
         """A child that starts from this checkpoint's weights, ready to train."""
-        project_access(project_id, Role.annotator)
+        require_role(project_id, Role.annotator)
         parent = get_checkpoint(project_id, checkpoint_id)
         if parent.status in (CheckpointStatus.training, CheckpointStatus.failed):
             raise ApiError(409, f"checkpoint {parent.id} is {parent.status.value}; fork a checkpoint whose weights are "
@@ -196,7 +196,7 @@ class Train(MethodView):
         """Train this checkpoint on a cached dataset (202 with the job). Only a fresh (or failed) checkpoint
         trains; a trained one is immutable: fork it. The dataset must come from a handler the architecture
         trains on, and its label map must list the checkpoint's classes unless `reinit_head` is true."""
-        project_access(project_id, Role.annotator)
+        require_role(project_id, Role.annotator)
         checkpoint = get_checkpoint(project_id, checkpoint_id)
         if checkpoint.status not in TRAINABLE:
             hint = {CheckpointStatus.training: f"it is training in job {checkpoint.job_id}",
@@ -244,7 +244,7 @@ def _dataset_for(checkpoint: Checkpoint, data: dict) -> Dataset:
 class Weights(MethodView):
     def get(self, project_id, checkpoint_id):
         """The checkpoint's `.keras` file (weights with graph; loads with keras.models.load_model)."""
-        project_access(project_id)
+        require_role(project_id)
         checkpoint = get_checkpoint(project_id, checkpoint_id)
         if checkpoint.weights_key is None:
             raise ApiError(409, f"checkpoint {checkpoint.id} has no weights file: its weights are the "

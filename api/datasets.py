@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask.views import MethodView
 from sqlalchemy import select, update
 
-from api.auth import current_user, member_project_ids, project_access
+from api.auth import current_user, member_project_ids, require_role
 from api.blueprint import Blueprint, page
 from api.data_schemas import DatasetIn, DatasetOut, DatasetPage, DatasetQuery, DatasetRequested, HandlerList
 from api.errors import ApiError
@@ -35,7 +35,7 @@ def visible_dataset(key: str, need: Role = Role.viewer) -> Dataset:
     if dataset is None:
         raise ApiError(404, f"dataset {key} not found")
     try:
-        project_access(dataset.project_id, need)
+        require_role(dataset.project_id, need)
     except ApiError as exc:
         if exc.status == 404:
             raise ApiError(404, f"dataset {key} not found") from None
@@ -54,7 +54,7 @@ class Datasets(MethodView):
         if not user.is_superuser:
             q = q.where(Dataset.project_id.in_(member_project_ids(user)))
         if "project_id" in args:
-            project_access(args["project_id"])
+            require_role(args["project_id"])
             q = q.where(Dataset.project_id == args["project_id"])
         for key in ("status", "name"):
             if key in args:
@@ -67,7 +67,7 @@ class Datasets(MethodView):
     def post(self, data):
         """Ask for a dataset by definition. 200 with the dataset when it is cached; otherwise 202 with the
         one build job that every identical request shares."""
-        project_access(data["project_id"], Role.annotator)
+        require_role(data["project_id"], Role.annotator)
         try:
             handler = default_registry().get(data["handler"])
         except UnknownHandler as exc:

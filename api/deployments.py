@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask.views import MethodView
 from sqlalchemy import select
 
-from api.auth import current_user, project_access
+from api.auth import current_user, require_role
 from api.blueprint import Blueprint, page
 from api.checkpoints import get_checkpoint
 from api.errors import ApiError
@@ -33,7 +33,7 @@ class Deployments(MethodView):
     @bp.response(200, DeploymentPage)
     def get(self, args, project_id):
         """Deployments of the project, newest first."""
-        project_access(project_id)
+        require_role(project_id)
         q = select(Deployment).where(Deployment.project_id == project_id)
         if "task" in args:
             q = q.where(Deployment.task == DeploymentTask(args["task"]))
@@ -48,7 +48,7 @@ class Deployments(MethodView):
         """Deploy a checkpoint (202 with the job): export to ONNX, compare with Keras on sample inputs
         (refused over the tolerance), store, and make it the active model of its task unless
         `activate` is false."""
-        project_access(project_id, Role.admin)
+        require_role(project_id, Role.admin)
         checkpoint = get_checkpoint(project_id, data["checkpoint_id"])
         try:
             deployment = request_deployment(celery(), runtime(), db.session, checkpoint, activate=data["activate"],
@@ -63,7 +63,7 @@ class Deployments(MethodView):
 class DeploymentItem(MethodView):
     @bp.response(200, DeploymentOut)
     def get(self, project_id, deployment_id):
-        project_access(project_id)
+        require_role(project_id)
         return deployment_payload(get_deployment(project_id, deployment_id))
 
 
@@ -73,7 +73,7 @@ class Activate(MethodView):
     def post(self, project_id, deployment_id):
         """Make this (ready) deployment the active one of its task: a rollback when it is an older one.
         Inference workers use it from their next request on."""
-        project_access(project_id, Role.admin)
+        require_role(project_id, Role.admin)
         deployment = get_deployment(project_id, deployment_id)
         if deployment.status != "ready":
             raise ApiError(409, f"deployment {deployment.id} is {deployment.status}"
@@ -85,7 +85,7 @@ class Activate(MethodView):
 class Model(MethodView):
     def get(self, project_id, deployment_id):
         """The ONNX model file (input `image`, NHWC float32 as `preprocessing` says; named outputs)."""
-        project_access(project_id)
+        require_role(project_id)
         deployment = get_deployment(project_id, deployment_id)
         if deployment.model_key is None:
             raise ApiError(409, f"deployment {deployment.id} is {deployment.status}; it has no model file")

@@ -6,7 +6,7 @@ from flask import request, url_for
 from flask.views import MethodView
 from sqlalchemy import and_, exists, func, select
 
-from api.auth import project_access
+from api.auth import require_role
 from api.blueprint import Blueprint, page
 from api.data_schemas import ImageDeleted, ImageOut, ImagePage, ImageQuery, UrlsIn
 from api.errors import ApiError, load_input
@@ -80,7 +80,7 @@ class Images(MethodView):
     @bp.response(200, ImagePage)
     def get(self, args, project_id):
         """Images of the project, newest first, filtered by what their boxes and reviews are."""
-        project_access(project_id)
+        require_role(project_id)
         order = Image.id.desc() if args["order"] == "newest" else Image.id.asc()
         q = (select(Image, box_count()).where(Image.project_id == project_id, and_(True, *image_filters(args)))
              .order_by(order))
@@ -97,7 +97,7 @@ class Images(MethodView):
 
         Answers 202 with one ingest job on the augmentation queue. Its result lists every file's outcome:
         accepted, duplicate (same bytes already in the project) or rejected with the reason."""
-        project_access(project_id, Role.annotator)
+        require_role(project_id, Role.annotator)
         if request.mimetype == "multipart/form-data":
             files = uploaded_files()
             if not files:
@@ -131,7 +131,7 @@ def check_urls(urls: list[str], field: str = "urls") -> None:
 class ImageFormats(MethodView):
     def get(self, project_id):
         """The accepted upload formats and limits."""
-        project_access(project_id)
+        require_role(project_id)
         s = runtime().settings
         return {"formats": sorted(ACCEPTED_FORMATS), "mime_types": sorted(set(ACCEPTED_FORMATS.values())),
                 "zip": True, "max_image_bytes": s.max_image_bytes, "max_image_pixels": s.max_image_pixels,
@@ -142,14 +142,14 @@ class ImageFormats(MethodView):
 class ImageItem(MethodView):
     @bp.response(200, ImageOut)
     def get(self, project_id, image_id):
-        project_access(project_id)
+        require_role(project_id)
         return image_out(get_image(project_id, image_id))
 
     @bp.response(200, ImageDeleted)
     def delete(self, project_id, image_id):
         """Delete the image with all its boxes and their reviews (they describe nothing without it).
         The stored files go too unless another image has the same bytes."""
-        project_access(project_id, Role.annotator)
+        require_role(project_id, Role.annotator)
         image = get_image(project_id, image_id)
         boxes = select(Annotation.id).where(Annotation.image_id == image.id)
         counts = {
@@ -176,7 +176,7 @@ def _send(key: str, mimetype: str, name: str):
 class ImageFile(MethodView):
     def get(self, project_id, image_id):
         """The stored RGB image (EXIF orientation applied), with ETag and Range support."""
-        project_access(project_id)
+        require_role(project_id)
         image = get_image(project_id, image_id)
         ext = "jpg" if image.format == "JPEG" else "png"
         return _send(image.blob_key, _MIME.get(image.format, "application/octet-stream"), f"{image.id}.{ext}")
@@ -186,7 +186,7 @@ class ImageFile(MethodView):
 class ImageThumbnail(MethodView):
     def get(self, project_id, image_id):
         """A JPEG thumbnail (longest side = the configured thumbnail size)."""
-        project_access(project_id)
+        require_role(project_id)
         image = get_image(project_id, image_id)
         if not image.thumb_key:
             raise ApiError(404, f"image {image_id} has no thumbnail")

@@ -9,7 +9,7 @@ from flask import Response, request
 from flask.views import MethodView
 from sqlalchemy import select
 
-from api.auth import project_access
+from api.auth import project_access, require_role
 from api.blueprint import Blueprint
 from api.data_schemas import CocoExportQuery
 from api.errors import ApiError
@@ -35,7 +35,7 @@ class CocoImport(MethodView):
         problem); the ingest job then stores the images and adds their boxes as accepted human boxes.
         Categories map to the project's classes by name; missing ones are created (group = supercategory).
         Images that are already in the project are reported as duplicates and get no boxes."""
-        project_access(project_id, Role.annotator)
+        require_role(project_id, Role.annotator)
         if request.mimetype != "multipart/form-data":
             raise ApiError(415, "send multipart/form-data with 'annotations' (the COCO JSON) and 'files'")
         document = request.files.get("annotations")

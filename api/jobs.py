@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask.views import MethodView
 from sqlalchemy import or_, select
 
-from api.auth import current_user, may_see_job, member_project_ids, project_access, role_in
+from api.auth import current_user, may_see_job, member_project_ids, require_role, role_in
 from api.blueprint import Blueprint, page
 from api.errors import ApiError
 from api.extensions import celery, db, runtime
@@ -41,7 +41,7 @@ class Jobs(MethodView):
         if not user.is_superuser:
             q = q.where(or_(Job.project_id.in_(member_project_ids(user)), (Job.project_id.is_(None)) & (Job.user_id == user.id)))
         if "project_id" in args:
-            project_access(args["project_id"])
+            require_role(args["project_id"])
             q = q.where(Job.project_id == args["project_id"])
         if "kind" in args:
             q = q.where(Job.kind == args["kind"])
@@ -81,7 +81,7 @@ def _job_spec(data: dict, where: str = "") -> dict:
     if queue is None:
         raise ApiError(400, f"job kind {kind.name!r} needs a queue", fields={f"{where}queue": ["required for this kind"]})
     if data["project_id"] is not None:
-        project_access(data["project_id"], Role.annotator)
+        require_role(data["project_id"], Role.annotator)
     return {"kind": kind.name, "params": data["params"], "queue": queue, "project_id": data["project_id"],
             "user_id": current_user().id}
 

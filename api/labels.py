@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask.views import MethodView
 from sqlalchemy import func, select
 
-from api.auth import project_access
+from api.auth import require_role
 from api.blueprint import Blueprint, ensure_name_free, page
 from api.errors import ApiError
 from api.extensions import db
@@ -36,7 +36,7 @@ class Classes(MethodView):
     @bp.arguments(ClassQuery, location="query")
     @bp.response(200, ClassPage)
     def get(self, args, project_id):
-        project_access(project_id)
+        require_role(project_id)
         q = select(LabelClass).where(LabelClass.project_id == project_id)
         if "group" in args:
             q = q.where(LabelClass.group == args["group"])
@@ -45,7 +45,7 @@ class Classes(MethodView):
     @bp.arguments(ClassIn)
     @bp.response(201, ClassOut)
     def post(self, data, project_id):
-        project_access(project_id, Role.admin)
+        require_role(project_id, Role.admin)
         _unique_name(LabelClass, project_id, data["name"])
         obj = LabelClass(project_id=project_id, **data)
         db.session.add(obj)
@@ -57,13 +57,13 @@ class Classes(MethodView):
 class ClassItem(MethodView):
     @bp.response(200, ClassOut)
     def get(self, project_id, class_id):
-        project_access(project_id)
+        require_role(project_id)
         return _get_class(project_id, class_id)
 
     @bp.arguments(ClassPatch)
     @bp.response(200, ClassOut)
     def patch(self, data, project_id, class_id):
-        project_access(project_id, Role.admin)
+        require_role(project_id, Role.admin)
         obj = _get_class(project_id, class_id)
         if "name" in data:
             _unique_name(LabelClass, project_id, data["name"], exclude_id=obj.id)
@@ -75,7 +75,7 @@ class ClassItem(MethodView):
     @bp.response(204)
     def delete(self, project_id, class_id):
         """Refused while a label map or an annotation uses the class (say which)."""
-        project_access(project_id, Role.admin)
+        require_role(project_id, Role.admin)
         obj = _get_class(project_id, class_id)
         maps = db.session.scalars(
             select(LabelMap.name).join(LabelMapEntry, LabelMapEntry.label_map_id == LabelMap.id)
@@ -127,14 +127,14 @@ class LabelMaps(MethodView):
     @bp.arguments(PageQuery, location="query")
     @bp.response(200, LabelMapPage)
     def get(self, args, project_id):
-        project_access(project_id)
+        require_role(project_id)
         q = select(LabelMap).where(LabelMap.project_id == project_id).order_by(LabelMap.id)
         return page(q, args, label_map_out)
 
     @bp.arguments(LabelMapIn)
     @bp.response(201, LabelMapOut)
     def post(self, data, project_id):
-        project_access(project_id, Role.admin)
+        require_role(project_id, Role.admin)
         _unique_name(LabelMap, project_id, data["name"])
         obj = LabelMap(project_id=project_id, name=data["name"], description=data["description"])
         obj.entries = _entries(project_id, data["classes"])
@@ -147,7 +147,7 @@ class LabelMaps(MethodView):
 class LabelMapItem(MethodView):
     @bp.response(200, LabelMapOut)
     def get(self, project_id, map_id):
-        project_access(project_id)
+        require_role(project_id)
         return label_map_out(get_label_map(project_id, map_id))
 
     @bp.arguments(LabelMapPatch)
@@ -155,7 +155,7 @@ class LabelMapItem(MethodView):
     def patch(self, data, project_id, map_id):
         """Rename or change the class list. A map that datasets or checkpoints were built from is frozen:
         their class ids must keep meaning the same classes; create a new map instead."""
-        project_access(project_id, Role.admin)
+        require_role(project_id, Role.admin)
         obj = get_label_map(project_id, map_id)
         if "name" in data:
             _unique_name(LabelMap, project_id, data["name"], exclude_id=obj.id)
@@ -176,7 +176,7 @@ class LabelMapItem(MethodView):
 
     @bp.response(204)
     def delete(self, project_id, map_id):
-        project_access(project_id, Role.admin)
+        require_role(project_id, Role.admin)
         obj = get_label_map(project_id, map_id)
         users = _map_users(obj.id)
         if users:

@@ -18,7 +18,7 @@ from flask import request
 from flask.views import MethodView
 from sqlalchemy import select
 
-from api.auth import project_access
+from api.auth import require_role
 from api.blueprint import Blueprint
 from api.errors import ApiError
 from api.extensions import db, runtime
@@ -65,7 +65,7 @@ def _deployment(project_id: int, task: str):
 class Health(MethodView):
     def get(self, project_id):
         """`{"status": "UP"}` and the active deployments."""
-        project_access(project_id)
+        require_role(project_id)
         active = {t: getattr(active_deployment(db.session, project_id, t), "id", None)
                   for t in ("suggestion", "classification")}
         return {"status": "UP", "model_class": "loopline", "active_deployments": active}
@@ -75,7 +75,7 @@ class Health(MethodView):
 class Setup(MethodView):
     def post(self, project_id):
         """Label Studio connects: answers the model version (the active deployment)."""
-        project_access(project_id, Role.annotator)
+        require_role(project_id, Role.annotator)
         body = request.get_json(silent=True) or {}
         controls = _controls(body.get("schema", ""))
         task = "suggestion" if "RectangleLabels" in controls else "classification"
@@ -86,7 +86,7 @@ class Setup(MethodView):
 class Predict(MethodView):
     def post(self, project_id):
         """Predictions for Label Studio tasks, in its JSON format (`results`, one per task)."""
-        project_access(project_id, Role.annotator)
+        require_role(project_id, Role.annotator)
         body = request.get_json(silent=True)
         if not isinstance(body, dict) or not isinstance(body.get("tasks"), list) or not body["tasks"]:
             raise ApiError(400, "send {'tasks': [...], 'label_config': '<View>...'}", fields={"tasks": ["required"]})

@@ -163,7 +163,7 @@ class SuggestionOut(Schema):
     region = fields.Dict(metadata={"description": "the region the model looked at, in image pixels"})
     class_name = fields.String()
     deployment_id = fields.Integer()
-    timings = fields.Dict(metadata={"description": "ms: queue_wait, image_load, model, worker, total"})
+    timings = fields.Dict(metadata={"description": "ms: queue_wait, image_load, model, worker (inference process), store (the proposal's write), total (in the API)"})
 
 
 class PipelineItemIn(Strict):

@@ -11,7 +11,7 @@ from flask import request
 from flask.views import MethodView
 from marshmallow import ValidationError
 
-from api.auth import project_access
+from api.auth import require_role
 from api.blueprint import Blueprint
 from api.errors import ApiError, load_input
 from api.extensions import celery, db, runtime
@@ -51,7 +51,7 @@ class Runs(MethodView):
         per item; 422 when no item could be processed; 409 without an active deployment for the model stage."""
         started = time.perf_counter()
         items, raw, project_id, then = _inputs()
-        project_access(project_id, Role.annotator)
+        require_role(project_id, Role.annotator)
         try:
             run_plan = plan(name, then, ["image" if i in raw else "url" for i in range(len(items))])
         except KeyError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask.views import MethodView
 from sqlalchemy import func, select
 
-from api.auth import current_user, project_access
+from api.auth import current_user, project_access, require_role
 from api.blueprint import Blueprint, ensure_name_free, page
 from api.errors import ApiError
 from api.extensions import db
@@ -99,7 +99,7 @@ class Members(MethodView):
     @bp.arguments(PageQuery, location="query")
     @bp.response(200, MemberPage)
     def get(self, args, project_id):
-        project_access(project_id)
+        require_role(project_id)
         q = select(Membership).where(Membership.project_id == project_id).order_by(Membership.user_id)
         return page(q, args, member_out)
 
@@ -110,7 +110,7 @@ class MemberItem(MethodView):
     @bp.response(200, MembershipOut)
     def put(self, data, project_id, user_name):
         """Add a user to the project or change their role (admins only)."""
-        project_access(project_id, Role.admin)
+        require_role(project_id, Role.admin)
         user = db.session.scalar(select(User).where(User.name == user_name))
         if user is None:
             raise ApiError(404, f"user {user_name!r} not found")
@@ -128,7 +128,7 @@ class MemberItem(MethodView):
 
     @bp.response(204)
     def delete(self, project_id, user_name):
-        project_access(project_id, Role.admin)
+        require_role(project_id, Role.admin)
         user = db.session.scalar(select(User).where(User.name == user_name))
         membership = db.session.get(Membership, (project_id, user.id)) if user else None
         if membership is None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask.views import MethodView
 from sqlalchemy import distinct, exists, func, select
 
-from api.auth import project_access
+from api.auth import require_role
 from api.blueprint import Blueprint
 from api.data_schemas import ExamplesQuery, StatusQuery, SubsetQuery
 from api.extensions import db
@@ -29,7 +29,7 @@ class ClassCounts(MethodView):
     def get(self, args, project_id):
         """Boxes and images per class (boxes with the given status, accepted by default), and how many
         images have no box at all."""
-        project_access(project_id)
+        require_role(project_id)
         counts = (
             select(Annotation.class_id, func.count(Annotation.id).label("boxes"),
                    func.count(distinct(Annotation.image_id)).label("images"))
@@ -57,7 +57,7 @@ class ClassExamples(MethodView):
     @bp.arguments(ExamplesQuery, location="query")
     def get(self, args, project_id):
         """Up to `per_class` example boxes of every class (newest first), picked by a window function."""
-        project_access(project_id)
+        require_role(project_id)
         ranked = (
             select(Annotation.id, Annotation.image_id, Annotation.class_id, Annotation.x, Annotation.y,
                    Annotation.w, Annotation.h,
@@ -82,7 +82,7 @@ class LabelMapDistribution(MethodView):
     def get(self, args, project_id, map_id):
         """What a dataset built from this map would hold: accepted boxes and images per class id of the
         map, the number of images selected, and the data revision (it changes whenever any of them does)."""
-        project_access(project_id)
+        require_role(project_id)
         label_map = get_label_map(project_id, map_id)
         selected = selected_image_ids(map_id, args["subset"])
         selection = fingerprint(db.session, label_map, args["subset"])

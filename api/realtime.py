@@ -11,6 +11,7 @@ from flask_socketio import ConnectionRefusedError, join_room, leave_room
 
 from api.auth import authenticate, may_see_job, role_in, token_from_request
 from api.extensions import db, socketio
+from store.accounts import Caller
 from store.schema import Job, User
 
 
@@ -20,13 +21,13 @@ def _token(auth) -> str | None:
     return token_from_request()
 
 
-def socket_user() -> User | None:
+def socket_user() -> Caller | None:
     """The user this Socket.IO connection authenticated as at connect."""
-    user_id = session.get("user_id")
-    return db.session.get(User, user_id) if user_id else None
+    user = db.session.get(User, session["user_id"]) if session.get("user_id") else None
+    return None if user is None else Caller.of(user)
 
 
-def _room_allowed(user: User, data) -> tuple[str | None, str | None]:
+def _room_allowed(user: Caller, data) -> tuple[str | None, str | None]:
     """(room, None) if the user may join, else (None, reason)."""
     if not isinstance(data, dict):
         return None, "send {'project': <id>} or {'job': <id>}"

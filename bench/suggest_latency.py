@@ -7,9 +7,9 @@ imported only for it) uploaded as a .keras root checkpoint and deployed by a rea
 workers are stopped before anything is measured.
 
 * loopline: the API under gunicorn as `loopline serve` runs it (`tests.support.procs.Server`) and ONE
-  inference pool, `loopline worker inference` (prefork, one process per core), warmed up 5 s. For each N
-  (default 1, 4, 16), N threads, each with its own keep-alive `requests.Session` (connected before the clock
-  starts), loop for D s without pause (--pause P: 0.5-1.5 P between requests, starts spread over P): the
+  inference pool, `loopline worker inference` (threads pool, one thread per core), warmed up 5 s. For each N
+  (default 1, 4, 16), N threads, each with its own keep-alive HTTP connection (`http.client`, connected before
+  the clock starts), loop for D s without pause (--pause P: 0.5-1.5 P between requests, starts spread over P): the
   next (image, region) of a fixed sample of rough boxes (40-320 px wide, aspect 1:2 to 2:1), POST
   `/api/projects/<p>/images/<id>/suggestions`, timed with perf_counter around the request; anything but
   201 is an error. Per N: throughput, p50/p95/p99/max end to end, medians of the answer's `timings`, CPU ms
@@ -25,7 +25,9 @@ workers are stopped before anything is measured.
 from __future__ import annotations
 
 import argparse
+import http.client
 import io
+import json
 import os
 import random
 import socket
@@ -36,6 +38,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import requests
@@ -52,12 +55,12 @@ from throwaway import throwaway  # bench/throwaway.py (a script's folder is on s
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
 SIZE = 128
-TIMINGS = ("queue_wait_ms", "image_load_ms", "model_ms", "worker_ms", "total_ms")
+TIMINGS = ("queue_wait_ms", "image_load_ms", "model_ms", "worker_ms", "store_ms", "total_ms")
 TARGETS = {4: 50.0, 16: 150.0}  # p99 end to end, ms
 
 
 class InferencePool(Worker):
-    """`loopline worker inference` with the queue table's flags (prefork, one process per core), not `-c 1`."""
+    """`loopline worker inference` with the queue table's flags (threads pool, one thread per core), not `-c 1`."""
 
     def __init__(self, settings, log_dir: Path):
         self.queue, self.name = "inference", f"inference-{uuid.uuid4().hex[:6]}"
@@ -97,6 +100,28 @@ def connect(token: str) -> requests.Session:
     http = requests.Session()  # keeps its connection alive
     http.headers["Authorization"] = f"Bearer {token}"
     return http
+
+
+class Annotator:
+    """One annotator's keep-alive HTTP/1.1 connection. Plain http.client: the load generator shares the two
+    cores with what it measures, and `requests` costs it about three times the CPU per request."""
+
+    def __init__(self, url: str, token: str):
+        address = urlsplit(url)
+        self.conn = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+        try:
+            self.conn.request(method, path, None if body is None else json.dumps(body), self.headers)
+            res = self.conn.getresponse()
+            return res.status, res.read()
+        except (OSError, http.client.HTTPException):
+            self.conn.close()  # the next request reconnects
+            raise
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def ok(res: requests.Response, status: int = 200) -> requests.Response:
@@ -157,26 +182,26 @@ def load(url: str, token: str, pid: int, images: list[dict], sample: list, n: in
     stop, gate = threading.Event(), threading.Barrier(n + 1, timeout=60)
 
     def annotator(k: int) -> None:
-        http = connect(token)
+        conn = Annotator(url, token)
         i, rng = k * len(sample) // n, random.Random(k)
-        http.get(f"{url}/api/health")  # opens the keep-alive connection, untimed
+        conn.request("GET", "/api/health")  # opens the keep-alive connection, untimed
         gate.wait()
         stop.wait(pause * rng.uniform(0, 1))  # with a pause, annotators start spread out
         while not stop.is_set():
             idx, region = sample[i % len(sample)]
             i += 1
-            endpoint = f"{url}/api/projects/{pid}/images/{images[idx]['id']}/suggestions"
+            path = f"/api/projects/{pid}/images/{images[idx]['id']}/suggestions"
             t = time.perf_counter()
             try:
-                res = http.post(endpoint, json={"region": region}, timeout=30)
-            except requests.RequestException as exc:
-                res = exc
-            ms, status = (time.perf_counter() - t) * 1000, getattr(res, "status_code", 0)
+                status, body = conn.request("POST", path, {"region": region})
+            except (OSError, http.client.HTTPException) as exc:
+                status, body = 0, repr(exc).encode()
+            ms = (time.perf_counter() - t) * 1000
             if status != 201 and len(errors) < 10:
-                errors.append(f"{status} {res.text[:200]}" if status else repr(res))
-            records.append((ms, status, res.json()["timings"] if status == 201 else None))  # append is atomic
+                errors.append(f"{status} {body[:200]!r}")
+            records.append((ms, status, json.loads(body)["timings"] if status == 201 else None))  # atomic
             stop.wait(pause * rng.uniform(0.5, 1.5))
-        http.close()
+        conn.close()
 
     threads = [threading.Thread(target=annotator, args=(k,), daemon=True) for k in range(n)]
     for t in threads:
@@ -251,14 +276,14 @@ def main() -> None:
         for w in helpers:
             run.cleanup.callback(w.stop)
         wait_for_workers(celery, helpers)
-        http = connect(token)
-        pid, images, dep = setup(http, server.url, tmp, args.images)
+        session = connect(token)
+        pid, images, dep = setup(session, server.url, tmp, args.images)
         for w in helpers:  # they take no CPU from the measurements
             w.stop()
         from workers.inference import decode
 
-        onnx = ok(http.get(f"{server.url}/api/projects/{pid}/deployments/{dep['id']}/model")).content
-        decoded = [decode(ok(http.get(server.url + i["file_url"])).content) for i in images]  # as stored
+        onnx = ok(session.get(f"{server.url}/api/projects/{pid}/deployments/{dep['id']}/model")).content
+        decoded = [decode(ok(session.get(server.url + i["file_url"])).content) for i in images]  # as stored
         sample = make_sample(images, args.sample)
 
         pool = InferencePool(settings, tmp)
@@ -289,11 +314,11 @@ def main() -> None:
 
         print(f"\nuntrained box_suggester at {SIZE} px, {len(images)} 640x480 JPEGs, {len(sample)} sampled regions, "
               f"{args.duration:g} s per run, {args.pause:g} ms pause; API: gunicorn gthread; one inference pool "
-              "(prefork, a process per core)")
+              "(threads, one per core)")
         print(f"in-process onnxruntime (workers.inference.suggest, 1 thread): p50 {base:.2f} ms, p99 "
               f"{pct(base_ms, 99):.2f} ms over {len(base_ms)} calls (before and after the load)")
         print(f"{'N':>3s} {'reqs':>6s} {'errs':>4s} {'req/s':>5s} {'p50':>6s} {'p95':>6s} {'p99':>6s} {'max':>6s} "
-              f"{'ratio':>5s} | {'queue':>5s} {'image':>5s} {'model':>5s} {'worker':>6s} {'total':>5s} | "
+              f"{'ratio':>5s} | {'queue':>5s} {'image':>5s} {'model':>5s} {'worker':>6s} {'store':>5s} {'total':>5s} | "
               f"{'api':>4s} {'infer':>5s} {'client':>6s} {'other':>5s} | target")
         for n, (reqs, errs, rate, e2e, med, cpu) in rows.items():
             p99 = pct(e2e, 99)
@@ -301,7 +326,7 @@ def main() -> None:
             target = f"p99 < {TARGETS[n]:g} ms, no errors: {met}" if n in TARGETS else f"no errors: {met}"
             print(f"{n:3d} {reqs:6d} {errs:4d} {rate:5.0f} {pct(e2e, 50):6.1f} {pct(e2e, 95):6.1f} {p99:6.1f} "
                   f"{pct(e2e, 100):6.1f} {pct(e2e, 50) / base:5.1f} | {med['queue_wait_ms']:5.1f} "
-                  f"{med['image_load_ms']:5.2f} {med['model_ms']:5.2f} {med['worker_ms']:6.2f} "
+                  f"{med['image_load_ms']:5.2f} {med['model_ms']:5.2f} {med['worker_ms']:6.2f} {med['store_ms']:5.1f} "
                   f"{med['total_ms']:5.1f} | "
                   f"{cpu[0]:4.1f} {cpu[1]:5.1f} {cpu[2]:6.1f} {cpu[3]:5.2f} | {target}")
         print("end to end on the client, ms; ratio = its p50 / the in-process p50; queue .. total: medians of the "

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -12,6 +14,21 @@ from sqlalchemy.orm import Session
 from store.schema import ApiToken, User
 
 TOKEN_PREFIX = "ll_"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request: what the routes need of its user (plain values, no ORM row), and its token."""
+
+    id: int
+    name: str
+    is_superuser: bool
+    token_id: int | None = None
+    token_last_used_at: datetime | None = None
+
+    @classmethod
+    def of(cls, user: User) -> Caller:
+        return cls(user.id, user.name, user.is_superuser)
 
 
 def hash_token(token: str) -> str:
@@ -42,3 +59,15 @@ def user_for_token(session: Session, token: str) -> tuple[User, ApiToken] | None
     if row is None or row.revoked_at is not None:
         return None
     return row.user, row
+
+
+def caller_for_token(session: Session, token: str) -> Caller | None:
+    """The caller a live token stands for, in one query of plain columns (every request asks it)."""
+    if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 128:
+        return None
+    row = session.execute(
+        select(User.id, User.name, User.is_superuser, ApiToken.id, ApiToken.last_used_at)
+        .join(ApiToken, ApiToken.user_id == User.id)
+        .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
+    ).first()
+    return None if row is None else Caller(*row)

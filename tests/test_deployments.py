@@ -76,7 +76,7 @@ def test_deploy_suggest_and_roll_back(alice, anonymous, pets, server, tokens, tm
     assert 0 <= box["x"] and box["x"] + box["w"] <= 160 and 0 <= box["y"] and box["y"] + box["h"] <= 120
     assert iou(box, (x, y, w, h)) > 0.5
     assert box["source"] == "model" and box["status"] == "proposed" and box["deployment_id"] == d1["id"]
-    assert {"queue_wait_ms", "image_load_ms", "model_ms", "worker_ms", "total_ms"} <= set(answer["timings"])
+    assert {"queue_wait_ms", "image_load_ms", "model_ms", "worker_ms", "store_ms", "total_ms"} <= set(answer["timings"])
     assert answer["revision"] == image["revision"] + 1
     assert sql("SELECT status, source FROM annotations WHERE id = :id", id=box["id"]) == [("proposed", "model")]
 

@@ -9,6 +9,8 @@ import pytest
 from kombu.exceptions import OperationalError
 
 from workers import jobs as job_service
+from workers.queues import QUEUES as QUEUE_TABLE
+from workers.queues import Queue
 
 QUEUES = ("inference", "augmentation", "training", "deployment")
 
@@ -24,7 +26,7 @@ def test_probe_runs_on_each_queue(alice, project, workers, queue, sql):
     result = job["result"]
     assert result["queue"] == queue
     assert result["worker"] == workers[queue].hostname  # the pool of that queue took it
-    assert result["pool"] == ("solo" if queue in ("training", "deployment") else "prefork")
+    assert result["pool"] == QUEUE_TABLE[Queue(queue)].pool
     assert result["versions"]["celery"]
     assert result["catalog"] in ("sqlite", "postgresql") and result["redis_ms"] > 0
     assert result["project_stats"]["members"] == 3

@@ -50,8 +50,25 @@ def test_single_queue_pool_gets_its_own_broker_timeout(settings):
     signals.celeryd_init.send(sender="x@host", instance=instance, conf=app.conf, options={"queues": ["augmentation"]})
     opts = app.conf.broker_transport_options
     assert opts["visibility_timeout"] == 7 and opts["unacked_key"] == unacked_key(Queue.augmentation)
+    assert opts["ack_emulation"] is True  # a killed worker's messages come back
 
     other = create_celery(settings, include_tasks=False)
     instance.app = other
     signals.celeryd_init.send(sender="x@host", instance=instance, conf=other.conf, options={"queues": ["training"]})
     assert other.conf.broker_transport_options["visibility_timeout"] == QUEUES[Queue.training].visibility_timeout
+
+
+def test_inference_pool_runs_threads_without_redelivery(settings):
+    """Interactive calls: one process with a thread per core, and no unacked bookkeeping in Redis."""
+    argv = worker_argv(Queue.inference)
+    assert argv[argv.index("--pool") + 1] == "threads" and "--concurrency" not in argv
+    app = create_celery(settings, include_tasks=False)
+
+    class Instance:
+        pass
+
+    instance = Instance()
+    instance.app = app
+    signals.celeryd_init.send(sender="x@host", instance=instance, conf=app.conf, options={"queues": ["inference"]})
+    assert app.conf.broker_transport_options["ack_emulation"] is False
+

@@ -71,6 +71,9 @@ def _per_queue_worker_settings(sender=None, instance=None, conf=None, options=No
         "unacked_key": unacked_key(queue),
         "unacked_index_key": f"{unacked_key(queue)}:index",
         "unacked_mutex_key": f"{unacked_key(queue)}:mutex",
+        # Interactive work (a caller waits seconds, the message expires in a minute) is not worth keeping
+        # for redelivery: without ack emulation a message costs one BRPOP instead of three Redis calls.
+        "ack_emulation": settings.redeliver,
     }
     if settings.concurrency and not options.get("concurrency"):
         conf.worker_concurrency = settings.concurrency

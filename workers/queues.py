@@ -22,7 +22,8 @@ class QueueSettings:
     expires: int | None        # a message older than this is discarded, not run (interactive work)
     visibility_timeout: int    # Redis: an unacked message is redelivered after this many seconds
     pool: str                  # worker pool implementation
-    concurrency: int | None    # None: one process per CPU
+    concurrency: int | None    # None: one process (prefork) or thread (threads) per CPU
+    redeliver: bool = True     # the broker keeps each in-flight message until acked (kombu's ack emulation)
 
     @property
     def reject_on_worker_lost(self) -> bool:
@@ -32,8 +33,8 @@ class QueueSettings:
 QUEUES: dict[Queue, QueueSettings] = {
     Queue.inference: QueueSettings(
         description="box suggestions and pipeline stages (CPU, warm ONNX sessions per process)",
-        acks_late=False, time_limit=30, soft_time_limit=20, expires=60,
-        visibility_timeout=300, pool="prefork", concurrency=None,
+        acks_late=False, time_limit=None, soft_time_limit=None, expires=60,
+        visibility_timeout=300, pool="threads", concurrency=None, redeliver=False,
     ),
     Queue.augmentation: QueueSettings(
         description="image ingest and dataset builds (CPU, idempotent)",

@@ -11,6 +11,7 @@ import os
 import platform
 import socket
 import sys
+import threading
 import time
 from importlib import metadata
 
@@ -38,6 +39,8 @@ def _pool() -> str:
     name = current_process().name
     if name.startswith("ForkPoolWorker"):
         return "prefork"
+    if threading.current_thread().name.startswith("ThreadPoolExecutor"):
+        return "threads"
     return "solo" if name == "MainProcess" else name
 
 
