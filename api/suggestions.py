@@ -15,6 +15,7 @@ from api.extensions import celery, db, runtime
 from api.images import get_image
 from api.metrics import observe
 from api.model_schemas import SuggestionIn, SuggestionOut
+from store.db import write_gate
 from store.schema import Annotation, AnnotationSource, AnnotationStatus, Image, Role
 from workers.calls import CallTimeout, call
 from workers.deployments import active_deployment
@@ -50,9 +51,10 @@ def suggest(project_id: int, image_id: int, data: dict) -> dict:
                             status=AnnotationStatus.proposed, score=answer["score"], deployment_id=deployment_id,
                             created_by=current_user().id, **answer["box"])
     stored = time.perf_counter()
-    revision = bump_revision(image.id)  # one short write transaction: the revision, the proposal, COMMIT
-    db.session.add(annotation)
-    db.session.commit()
+    with write_gate(runtime().engine):  # one short write transaction: the revision, the proposal, COMMIT
+        revision = bump_revision(image.id)
+        db.session.add(annotation)
+        db.session.commit()
     done = time.perf_counter()
     timings = {**answer["timings"], "store_ms": round((done - stored) * 1000, 2),
                "total_ms": round((done - started) * 1000, 2)}

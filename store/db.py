@@ -6,7 +6,10 @@ write to the same file; PostgreSQL needs nothing special.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import fcntl
+import os
+import threading
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Iterator
 
 from sqlalchemy import Engine, create_engine, event
@@ -28,6 +31,47 @@ def make_engine(url: str, **kwargs) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+class SqliteWriteGate:
+    """One writer at a time on a SQLite file, in turn instead of by polling.
+
+    A writer that finds the file locked waits in SQLite's busy handler, which sleeps 1, 2, 5, 10 … 100 ms
+    between tries: under many concurrent short writes the lucky ones barge in and some others starve
+    (measured at 16 annotators: store p99 ~400 ms, max 1.5 s). Behind the gate writers queue on a thread
+    lock (this process) and an exclusive `flock` on `<database>-writers` (all processes), and each wakes
+    as soon as the one before it is done. The lock file is opened per process, after any fork (an flock
+    belongs to the open file, which a fork would share)."""
+
+    def __init__(self, database: str):
+        self.path, self._thread_lock = f"{database}-writers", threading.Lock()
+        self._fd: tuple[int, int] | None = None  # (pid, fd)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._thread_lock:
+            if self._fd is None or self._fd[0] != os.getpid():
+                self._fd = (os.getpid(), os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            fcntl.flock(self._fd[1], fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._fd[1], fcntl.LOCK_UN)
+
+
+_GATES: dict[str, SqliteWriteGate] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def write_gate(engine: Engine) -> AbstractContextManager[None]:
+    """Around a short write transaction on a hot path (box suggestions): writers take turns on SQLite
+    (see SqliteWriteGate); nothing on PostgreSQL, whose row locks need no help."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        return nullcontext()
+    with _GATES_LOCK:
+        gate = _GATES.setdefault(database, SqliteWriteGate(database))
+    return gate.held()
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
