@@ -140,7 +140,7 @@ def token_revoke(prefix: str) -> None:
 # --- processes ---------------------------------------------------------------------------------
 @main.command()
 @click.argument("queue", type=click.Choice([q.value for q in Queue]))
-@click.option("-c", "--concurrency", type=int, help="processes (default: the queue table's)")
+@click.option("-c", "--concurrency", type=int, help="processes or threads, as the pool runs (default: the queue table's)")
 @click.option("--loglevel", default="INFO")
 @click.option("-I", "--include", multiple=True, help="extra task modules to import")
 @click.option("--name", help="node name before the @ (default: the queue's name)")
@@ -198,7 +198,7 @@ def services() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
-@click.option("--concurrency", type=int, help="processes per prefork pool (default: the queue table's)")
+@click.option("--concurrency", type=int, help="processes (prefork) or threads (threads pool) per pool (default: the queue table's)")
 def up(host: str, port: int, concurrency: int | None) -> None:
     """Everything on this machine: Redis (started if none answers), migrations, an admin token,
     the API with Socket.IO, one worker pool per queue and the reaper. Ctrl-C stops it all."""

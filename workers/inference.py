@@ -1,6 +1,6 @@
 """What an inference process keeps warm: onnxruntime sessions of deployments, and decoded images.
 
-Both are per process (the inference pool forks one process per core) and LRU. A session is loaded the
+Both are per process (shared by the inference pool's threads, under a lock) and LRU. A session is loaded the
 first time a deployment is asked for and kept, so a newly activated deployment is picked up by the next
 request without a restart and an unchanged one is never reloaded. No TensorFlow here.
 """
