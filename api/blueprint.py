@@ -35,3 +35,11 @@ def ensure_name_free(model, name: str, message: str, *, exclude_id: int | None =
         q = q.where(model.id != exclude_id)
     if db.session.scalar(q) is not None:
         raise ApiError(409, message, fields={"name": ["already taken"]})
+
+
+def in_project(model, row_id, project_id: int, what: str):
+    """The `model` row `row_id` of project `project_id`, or 404 (a row of another project is not shown)."""
+    row = db.session.get(model, row_id)
+    if row is None or row.project_id != project_id:
+        raise ApiError(404, f"{what} {row_id} not found in project {project_id}")
+    return row

@@ -11,7 +11,7 @@ from flask.views import MethodView
 from sqlalchemy import select
 
 from api.auth import current_user, require_role
-from api.blueprint import Blueprint, page
+from api.blueprint import Blueprint, in_project, page
 from api.errors import ApiError, load_input
 from api.extensions import celery, db, runtime
 from api.files import send_blob
@@ -53,10 +53,7 @@ def _classes(label_map: LabelMap) -> list[str]:
 
 
 def get_checkpoint(project_id: int, checkpoint_id: int) -> Checkpoint:
-    checkpoint = db.session.get(Checkpoint, checkpoint_id)
-    if checkpoint is None or checkpoint.project_id != project_id:
-        raise ApiError(404, f"checkpoint {checkpoint_id} not found in project {project_id}")
-    return reconcile(db.session, checkpoint)
+    return reconcile(db.session, in_project(Checkpoint, checkpoint_id, project_id, "checkpoint"))
 
 
 def _payload(checkpoint: Checkpoint, **kw) -> dict:

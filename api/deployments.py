@@ -6,7 +6,7 @@ from flask.views import MethodView
 from sqlalchemy import select
 
 from api.auth import current_user, require_role
-from api.blueprint import Blueprint, page
+from api.blueprint import Blueprint, in_project, page
 from api.checkpoints import get_checkpoint
 from api.errors import ApiError
 from api.extensions import celery, db, runtime
@@ -21,10 +21,7 @@ bp = Blueprint("deployments", __name__, url_prefix="/api/projects/<int:project_i
 
 
 def get_deployment(project_id: int, deployment_id: int) -> Deployment:
-    deployment = db.session.get(Deployment, deployment_id)
-    if deployment is None or deployment.project_id != project_id:
-        raise ApiError(404, f"deployment {deployment_id} not found in project {project_id}")
-    return deployment
+    return in_project(Deployment, deployment_id, project_id, "deployment")
 
 
 @bp.route("")

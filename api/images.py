@@ -7,7 +7,7 @@ from flask.views import MethodView
 from sqlalchemy import and_, exists, func, select
 
 from api.auth import require_role
-from api.blueprint import Blueprint, page
+from api.blueprint import Blueprint, in_project, page
 from api.data_schemas import ImageDeleted, ImageOut, ImagePage, ImageQuery, UrlsIn
 from api.errors import ApiError, load_input
 from api.extensions import db, runtime
@@ -26,10 +26,7 @@ _CACHE = "private, max-age=31536000, immutable"  # stored bytes never change: th
 
 
 def get_image(project_id: int, image_id: int) -> Image:
-    image = db.session.get(Image, image_id)
-    if image is None or image.project_id != project_id:
-        raise ApiError(404, f"image {image_id} not found in project {project_id}")
-    return image
+    return in_project(Image, image_id, project_id, "image")
 
 
 def box_count():

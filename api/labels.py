@@ -6,7 +6,7 @@ from flask.views import MethodView
 from sqlalchemy import func, select
 
 from api.auth import require_role
-from api.blueprint import Blueprint, ensure_name_free, page
+from api.blueprint import Blueprint, ensure_name_free, in_project, page
 from api.errors import ApiError
 from api.extensions import db
 from api.schemas import (
@@ -19,10 +19,7 @@ bp = Blueprint("labels", __name__, url_prefix="/api/projects/<int:project_id>", 
 
 
 def _get_class(project_id: int, class_id: int) -> LabelClass:
-    obj = db.session.get(LabelClass, class_id)
-    if obj is None or obj.project_id != project_id:
-        raise ApiError(404, f"class {class_id} not found in project {project_id}")
-    return obj
+    return in_project(LabelClass, class_id, project_id, "class")
 
 
 def _unique_name(model, project_id: int, name: str, exclude_id: int | None = None) -> None:
@@ -110,10 +107,7 @@ def _entries(project_id: int, class_ids: list[int]) -> list[LabelMapEntry]:
 
 
 def get_label_map(project_id: int, map_id: int) -> LabelMap:
-    obj = db.session.get(LabelMap, map_id)
-    if obj is None or obj.project_id != project_id:
-        raise ApiError(404, f"label map {map_id} not found in project {project_id}")
-    return obj
+    return in_project(LabelMap, map_id, project_id, "label map")
 
 
 def _map_users(map_id: int) -> list[str]:

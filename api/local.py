@@ -81,7 +81,7 @@ def admin_token(settings: Settings) -> str:
     """The local admin's token: kept in <data_dir>/admin.token, re-issued if it stopped working."""
     from sqlalchemy import select
 
-    from store.accounts import create_user, issue_token, user_for_token
+    from store.accounts import caller_for_token, create_user, issue_token
     from store.db import make_engine, make_session_factory
     from store.schema import User
 
@@ -91,7 +91,7 @@ def admin_token(settings: Settings) -> str:
         with make_session_factory(engine)() as session:
             if path.exists():
                 saved = path.read_text().strip()
-                if user_for_token(session, saved):
+                if caller_for_token(session, saved):
                     return saved
             admin = session.scalar(select(User).where(User.name == ADMIN)) or create_user(session, ADMIN, superuser=True)
             value = issue_token(session, admin, "local")

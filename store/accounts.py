@@ -52,15 +52,6 @@ def issue_token(session: Session, user: User, name: str = "default") -> str:
     return token
 
 
-def user_for_token(session: Session, token: str) -> tuple[User, ApiToken] | None:
-    if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 128:
-        return None
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-    if row is None or row.revoked_at is not None:
-        return None
-    return row.user, row
-
-
 def caller_for_token(session: Session, token: str) -> Caller | None:
     """The caller a live token stands for, in one query of plain columns (every request asks it)."""
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 128:

@@ -36,7 +36,10 @@ def test_bad_tokens_are_refused(client, header):
 
 
 def test_revoked_token_is_refused(runtime, client):
-    from store.accounts import create_user, issue_token, user_for_token
+    from sqlalchemy import update
+
+    from store.accounts import create_user, hash_token, issue_token
+    from store.schema import ApiToken
     from store.schema.base import utcnow
 
     with runtime.sessions() as session:
@@ -44,7 +47,7 @@ def test_revoked_token_is_refused(runtime, client):
         session.commit()
     assert client.get("/api/me", headers={"Authorization": f"Bearer {value}"}).status_code == 200
     with runtime.sessions() as session:
-        user_for_token(session, value)[1].revoked_at = utcnow()
+        session.execute(update(ApiToken).where(ApiToken.token_hash == hash_token(value)).values(revoked_at=utcnow()))
         session.commit()
     assert client.get("/api/me", headers={"Authorization": f"Bearer {value}"}).status_code == 401
 
