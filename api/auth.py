@@ -74,9 +74,12 @@ def role_in(project_id: int, user: Caller) -> Role | None:
         .outerjoin(Membership, (Membership.project_id == Project.id) & (Membership.user_id == user.id))
         .where(Project.id == project_id)
     ).first()
-    if row is None:
-        return None
-    return row.role or (Role.admin if user.is_superuser else None)
+    return None if row is None else member_role(row.role, user)
+
+
+def member_role(membership: Role | None, user: Caller) -> Role | None:
+    """The role a user has in an existing project given their membership's (None: not a member)."""
+    return membership or (Role.admin if user.is_superuser else None)
 
 
 def member_project_ids(user: Caller):
@@ -95,7 +98,11 @@ def may_see_job(job: Job | None, user: Caller) -> bool:
 
 def require_role(project_id: int, need: Role = Role.viewer) -> Role:
     """The caller's role in the project, or 404 (not a member, or no such project) / 403 (role too low)."""
-    role = role_in(project_id, current_user())
+    return demand_role(project_id, role_in(project_id, current_user()), need)
+
+
+def demand_role(project_id: int, role: Role | None, need: Role) -> Role:
+    """`role` (from `role_in` or `member_role`) if it allows `need`, else 404 (None) or 403."""
     if role is None:
         raise ApiError(404, f"project {project_id} not found")
     if not role.allows(need):

@@ -258,8 +258,10 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=0, help="ms an annotator waits between suggestions, on average")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of warm-up with 4 annotators")
     parser.add_argument("--sample", type=int, default=2000, help="(image, region) pairs; the baseline runs them all")
+    parser.add_argument("--postgresql", metavar="URL", help="catalog on a fresh database made on this PostgreSQL "
+                        "server (e.g. postgresql://postgres@127.0.0.1/test) instead of SQLite")
     args = parser.parse_args()
-    with throwaway(REDIS_URL, "suggest") as run:
+    with throwaway(REDIS_URL, "suggest", args.postgresql) as run:
         tmp, settings = run.tmp, run.settings
         runtime = Runtime(settings)
         run.cleanup.callback(runtime.close)
@@ -313,8 +315,8 @@ def main() -> None:
         base = pct(base_ms, 50)
 
         print(f"\nuntrained box_suggester at {SIZE} px, {len(images)} 640x480 JPEGs, {len(sample)} sampled regions, "
-              f"{args.duration:g} s per run, {args.pause:g} ms pause; API: gunicorn gthread; one inference pool "
-              "(threads, one per core)")
+              f"{args.duration:g} s per run, {args.pause:g} ms pause; catalog: {settings.sqlalchemy_url.split(':')[0]};"
+              " API: gunicorn gthread; one inference pool (threads, one per core)")
         print(f"in-process onnxruntime (workers.inference.suggest, 1 thread): p50 {base:.2f} ms, p99 "
               f"{pct(base_ms, 99):.2f} ms over {len(base_ms)} calls (before and after the load)")
         print(f"{'N':>3s} {'reqs':>6s} {'errs':>4s} {'req/s':>5s} {'p50':>6s} {'p95':>6s} {'p99':>6s} {'max':>6s} "

@@ -130,7 +130,7 @@ def metric_values(text: str) -> dict[str, float]:
     return out
 
 
-def test_bad_suggestion_and_deployment_requests(alice, carol, pets, sql):
+def test_bad_suggestion_and_deployment_requests(alice, bob, carol, pets, sql):
     base = pets["base"]
     image = next(iter(images_by_scene(alice, pets).values()))
     url = f"{base}/images/{image['id']}/suggestions"
@@ -152,7 +152,15 @@ def test_bad_suggestion_and_deployment_requests(alice, carol, pets, sql):
     refused(alice.post(url, json={}), 400, "exactly one")
     refused(alice.post(url, json={"region": {"x": 1, "y": 1, "w": "big", "h": 5}}), 400, "region")
     refused(carol.post(url, json={"region": {"x": 1, "y": 1, "w": 5, "h": 5}}), 403)
-    refused(alice.post(f"{base}/images/999999/suggestions", json={"region": {"x": 1, "y": 1, "w": 5, "h": 5}}), 404)
+    refused(alice.post(f"{base}/images/999999/suggestions", json={"region": {"x": 1, "y": 1, "w": 5, "h": 5}}), 404,
+            "image 999999 not found")
+    other = alice.post("/api/projects", json={"name": f"other-{image['id']}-{before}"}).get_json()["id"]
+    region = {"region": {"x": 1, "y": 1, "w": 5, "h": 5}}
+    refused(alice.post(f"/api/projects/{other}/images/{image['id']}/suggestions", json=region), 404,
+            f"image {image['id']} not found in project {other}")  # an image of another project
+    refused(bob.post(f"/api/projects/{other}/images/{image['id']}/suggestions", json=region), 404,
+            f"project {other} not found")  # not a member
+    refused(alice.post(f"/api/projects/999999/images/{image['id']}/suggestions", json=region), 404, "project 999999")
     assert sql("SELECT COUNT(*) FROM annotations")[0][0] == before
 
     fresh = root(alice, pets)
@@ -162,3 +170,23 @@ def test_bad_suggestion_and_deployment_requests(alice, carol, pets, sql):
     refused(alice.post(f"{base}/deployments/999999/activate"), 404, "deployment 999999")
     refused(carol.post(f"{base}/deployments", json={"checkpoint_id": fresh["id"]}), 403)
     assert sql("SELECT COUNT(*) FROM deployments WHERE project_id = :p", p=pets["pid"])[0][0] == 0
+
+
+def test_proposal_for_an_image_deleted_meanwhile_is_404_and_writes_nothing(app, tokens, sql):
+    """The image may be deleted while the model runs: the revision UPDATE finds no row, nothing is inserted."""
+    from flask import g
+
+    from api.errors import ApiError
+    from api.suggestions import _store_proposal
+    from store.accounts import caller_for_token
+
+    before = sql("SELECT COUNT(*) FROM annotations")[0][0]
+    with app.test_request_context():
+        from api.extensions import db
+
+        g.user = caller_for_token(db.session, tokens["alice"])
+        with pytest.raises(ApiError) as refused:
+            _store_proposal(1, 999999, {"class_id": 1, "score": 0.5, "deployment_id": None,
+                                        "x": 1.0, "y": 1.0, "w": 2.0, "h": 2.0})
+    assert refused.value.status == 404 and "image 999999 not found in project 1" in refused.value.message
+    assert sql("SELECT COUNT(*) FROM annotations")[0][0] == before
