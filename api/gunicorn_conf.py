@@ -13,3 +13,10 @@ def on_starting(server) -> None:
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path  # the workers, forked after this, inherit it
+
+
+def post_worker_init(worker) -> None:
+    """The app is loaded in this worker process: keep the collector off it (see workers.heap)."""
+    from workers.heap import freeze_startup_heap
+
+    freeze_startup_heap()

@@ -27,6 +27,7 @@ def test_probe_runs_on_each_queue(alice, project, workers, queue, sql):
     assert result["queue"] == queue
     assert result["worker"] == workers[queue].hostname  # the pool of that queue took it
     assert result["pool"] == QUEUE_TABLE[Queue(queue)].pool
+    assert result["gc_frozen_objects"] > 10_000  # the start-up heap is out of the collector's way (workers.heap)
     assert result["versions"]["celery"]
     assert result["catalog"] in ("sqlite", "postgresql") and result["redis_ms"] > 0
     assert result["project_stats"]["members"] == 3

@@ -9,6 +9,7 @@ from kombu import Exchange
 from kombu import Queue as KombuQueue
 
 from store.settings import Settings, load_settings
+from workers.heap import freeze_startup_heap
 from workers.queues import QUEUES, Queue, unacked_key
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,14 @@ def create_celery(settings: Settings | None = None, *, include_tasks: bool = Tru
     )
     app.loopline_settings = settings
     return app
+
+
+@signals.worker_ready.connect
+@signals.worker_process_init.connect
+def _freeze_startup_heap(**_):
+    """Once tasks are imported: in the worker's main process (threads and solo pools run tasks there) and in
+    each prefork child. See workers.heap."""
+    freeze_startup_heap()
 
 
 @signals.celeryd_init.connect

@@ -1,12 +1,13 @@
 """The probe: a cheap, real job that proves a queue end to end.
 
-It reports which worker took it (host, process, pool), the versions it runs, the latency of a catalog
+It reports which worker took it (host, process, pool, objects frozen at start-up), the versions it runs, the latency of a catalog
 and a Redis round trip from inside the worker, and, for a project, recounts the project's statistics
 with SQL aggregates and stores them on the project.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import socket
@@ -80,6 +81,7 @@ def probe(ctx: JobContext) -> dict:
         "pid": os.getpid(),
         "process": current_process().name,
         "pool": _pool(),
+        "gc_frozen_objects": gc.get_freeze_count(),  # the start-up heap the collector skips (workers.heap)
         "platform": f"{platform.system()} {platform.machine()}",
         "cpus": os.cpu_count(),
         "executable": sys.executable,
