@@ -75,7 +75,7 @@ def claim_revision(image: Image, expected: int) -> int:
 
 def bump_revision(image_id: int) -> int:
     """Move the image's revision on by one, whatever it was; the new revision (UPDATE … RETURNING on the
-    table, not the ORM's bulk update, and no re-read: the suggestion path writes through here)."""
+    table, not the ORM's bulk update, and no re-read)."""
     images = Image.__table__
     return db.session.execute(update(images).where(images.c.id == image_id)
                               .values(annotation_revision=images.c.annotation_revision + 1)

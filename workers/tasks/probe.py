@@ -1,8 +1,8 @@
 """The probe: a cheap, real job that proves a queue end to end.
 
-It reports which worker took it (host, process, pool, objects frozen at start-up), the versions it runs, the latency of a catalog
-and a Redis round trip from inside the worker, and, for a project, recounts the project's statistics
-with SQL aggregates and stores them on the project.
+It reports which worker took it (host, process, pool, objects frozen at start-up), the versions it runs,
+the latency of a catalog and a Redis round trip from inside the worker, and, for a project, recounts the
+project's statistics with SQL aggregates and stores them on the project.
 """
 
 from __future__ import annotations
