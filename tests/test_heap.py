@@ -3,14 +3,12 @@ calls the hook in each API worker (proven here with a real gunicorn); Celery poo
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.procs import ROOT, free_port
 
 APP = '''
 import gc, os
@@ -19,12 +17,6 @@ def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [f"{os.getpid()} {gc.get_freeze_count()}".encode()]
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_gunicorn_workers_freeze_their_startup_heap(tmp_path):

@@ -25,7 +25,7 @@ from handlers.registry import default_registry
 from handlers.tfrecord import ShardedWriter, example_bytes, label_map_pbtxt, record_features
 from store.schema import Dataset, Image, LabelMap
 from store.scratch import fresh_scratch
-from store.selection import data_revision, selected_boxes
+from store.selection import data_revision, selected_boxes, selected_image_ids
 
 SPLITS = ("train", "validation")
 _EPOCH = (2020, 1, 1, 0, 0, 0)  # zip entry timestamps: fixed, so equal content gives equal bytes
@@ -40,10 +40,12 @@ def sample_stream(session, blobs, dataset: Dataset) -> tuple[int, Iterator[Sampl
     rows = session.execute(selected_boxes(dataset.label_map_id, dataset.subset)).all()
     by_image = {image_id: tuple(Box(r.label, r.x, r.y, r.w, r.h) for r in group)
                 for image_id, group in groupby(rows, key=lambda r: r.image_id)}
-    images = {i.id: i for i in session.scalars(select(Image).where(Image.id.in_(list(by_image))))}
+    images = {i.id: i for i in session.execute(  # the same images, by subquery: no bound parameter per image
+        select(Image.id, Image.blob_key, Image.width, Image.height)
+        .where(Image.id.in_(selected_image_ids(dataset.label_map_id, dataset.subset))))}
 
     def stream() -> Iterator[Sample]:
-        for image_id in sorted(by_image):
+        for image_id in by_image:  # in image id order, as the boxes query sorts them
             image = images[image_id]
             yield Sample(image_id, blobs.read_bytes(image.blob_key), image.width, image.height, by_image[image_id])
 

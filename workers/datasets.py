@@ -74,15 +74,20 @@ def request_dataset(celery, runtime, session, definition: Definition, user_id: i
     if found is not None and found.status is DatasetStatus.ready:
         return Answer(_touch(session, found), None, hit=True)
     with runtime.redis.lock(runtime.keys.dataset_lock(key), timeout=LOCK_SECONDS, blocking_timeout=LOCK_SECONDS):
-        session.expire_all()
-        found = _lookup(session, key)
-        if found is not None and found.status is DatasetStatus.ready:
-            return Answer(_touch(session, found), None, hit=True)
-        if found is not None and found.status is DatasetStatus.building:
-            job = session.get(Job, found.job_id) if found.job_id else None
-            if job is not None and not job.status.terminal:
-                return Answer(found, job, hit=False)  # join the running build
-        return _start_build(celery, runtime, session, definition, found, user_id)
+        return _answer_locked(celery, runtime, session, definition, user_id)
+
+
+def _answer_locked(celery, runtime, session, definition: Definition, user_id: int | None) -> Answer:
+    """Under the dataset's lock: the ready dataset, the running build to join, or a new build."""
+    session.expire_all()
+    found = _lookup(session, definition.key)
+    if found is not None and found.status is DatasetStatus.ready:
+        return Answer(_touch(session, found), None, hit=True)
+    if found is not None and found.status is DatasetStatus.building:
+        job = session.get(Job, found.job_id) if found.job_id else None
+        if job is not None and not job.status.terminal:
+            return Answer(found, job, hit=False)  # join the running build
+    return _start_build(celery, runtime, session, definition, found, user_id)
 
 
 def _lookup(session, key: str) -> Dataset | None:
@@ -111,7 +116,7 @@ def _start_build(celery, runtime, session, definition: Definition, row: Dataset 
             session.flush()
         except IntegrityError:  # another process without this lock (e.g. a lock that expired) made it
             session.rollback()
-            return request_dataset(celery, runtime, session, definition, user_id)
+            return _answer_locked(celery, runtime, session, definition, user_id)  # the lock is still ours
     job = job_service.create_job(session, "dataset.build", params={"dataset_id": row.id},
                                  project_id=definition.project_id, user_id=user_id)
     row.status, row.job_id, row.error = DatasetStatus.building, job.id, None
