@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask.views import MethodView
 from sqlalchemy import select, update
 
-from api.auth import current_user, project_access
+from api.auth import current_user, require_role
 from api.blueprint import Blueprint, page
 from api.data_schemas import (
     AnnotationOut, AnnotationPage, AnnotationQuery, BoxCreate, BoxPatch, BoxReplace, BoxWritten, FailedCasePage,
@@ -73,13 +73,11 @@ def claim_revision(image: Image, expected: int) -> int:
     return expected + 1
 
 
-def bump_revision(image_id: int) -> int:
-    """Move the image's revision on by one, whatever it was; the new revision (UPDATE … RETURNING on the
-    table, not the ORM's bulk update, and no re-read)."""
-    images = Image.__table__
-    return db.session.execute(update(images).where(images.c.id == image_id)
-                              .values(annotation_revision=images.c.annotation_revision + 1)
-                              .returning(images.c.annotation_revision)).scalar_one()
+def bump_revision(image_id: int) -> None:
+    """Move the image's revision on by one, whatever it was."""
+    db.session.execute(update(Image).where(Image.id == image_id)
+                       .values(annotation_revision=Image.annotation_revision + 1)
+                       .execution_options(synchronize_session=False))
 
 
 def check_box(image: Image, box: dict, where: str = "") -> dict:
@@ -125,14 +123,14 @@ class ImageAnnotations(MethodView):
     @bp.response(200, ImageBoxes)
     def get(self, project_id, image_id):
         """The image's boxes and its current revision (send it back with your next write)."""
-        project_access(project_id)
+        require_role(project_id)
         return boxes_of(get_image(project_id, image_id))
 
     @bp.arguments(BoxCreate)
     @bp.response(201, BoxWritten)
     def post(self, data, project_id, image_id):
         """Add one box."""
-        project_access(project_id, Role.annotator)
+        require_role(project_id, Role.annotator)
         image = get_image(project_id, image_id)
         expected = data.pop("revision")
         check_refs(project_id, [data])
@@ -147,7 +145,7 @@ class ImageAnnotations(MethodView):
     @bp.response(200, ImageBoxes)
     def put(self, data, project_id, image_id):
         """Replace all boxes of the image in one step (their reviews go with them)."""
-        project_access(project_id, Role.annotator)
+        require_role(project_id, Role.annotator)
         image = get_image(project_id, image_id)
         check_refs(project_id, data["items"], "items.")
         boxes = [check_box(image, b, f"items.{i}.") for i, b in enumerate(data["items"])]
@@ -166,7 +164,7 @@ class Annotations(MethodView):
     @bp.response(200, AnnotationPage)
     def get(self, args, project_id):
         """Boxes of the project; `source=model&reviewed=false` is the review queue."""
-        project_access(project_id)
+        require_role(project_id)
         q = _with_reviews(select(Annotation)).join(Image, Image.id == Annotation.image_id).where(
             Image.project_id == project_id)
         for key in ("image_id", "class_id", "source", "status"):
@@ -183,7 +181,7 @@ class Annotations(MethodView):
 class AnnotationItem(MethodView):
     @bp.response(200, AnnotationOut)
     def get(self, project_id, annotation_id):
-        project_access(project_id)
+        require_role(project_id)
         a = get_annotation(project_id, annotation_id)
         return annotation_out(a, db.session.scalar(select(Review).where(Review.annotation_id == a.id)))
 
@@ -191,7 +189,7 @@ class AnnotationItem(MethodView):
     @bp.response(200, BoxWritten)
     def patch(self, data, project_id, annotation_id):
         """Move, resize, re-class or accept/reject a box."""
-        project_access(project_id, Role.annotator)
+        require_role(project_id, Role.annotator)
         a = get_annotation(project_id, annotation_id)
         image = db.session.get(Image, a.image_id)
         expected = data.pop("revision")
@@ -208,7 +206,7 @@ class AnnotationItem(MethodView):
     @bp.response(200, BoxWritten)
     def delete(self, args, project_id, annotation_id):
         """Delete a box: `?revision=N` is the image revision you last read."""
-        project_access(project_id, Role.annotator)
+        require_role(project_id, Role.annotator)
         a = get_annotation(project_id, annotation_id)
         revision = claim_revision(db.session.get(Image, a.image_id), args["revision"])
         db.session.delete(a)
@@ -224,7 +222,7 @@ class AnnotationReview(MethodView):
         """Judge a model prediction. `valid` accepts it; `invalid` rejects it and puts it in the failed-cases
         set. A corrected box (and/or class) adds a human box where the object really is, which the next
         dataset learns from. Judging again replaces the verdict; a correction is made once."""
-        project_access(project_id, Role.annotator)
+        require_role(project_id, Role.annotator)
         a = get_annotation(project_id, annotation_id)
         if a.source is not AnnotationSource.model:
             raise ApiError(409, f"annotation {a.id} was drawn by a person; only model predictions are reviewed")
@@ -265,7 +263,7 @@ class FailedCases(MethodView):
     def get(self, args, project_id):
         """Predictions judged invalid, newest review first; `total` is the size of the set. Datasets can
         draw from this set only (`subset=failed`)."""
-        project_access(project_id)
+        require_role(project_id)
         q = (select(Review, Annotation, Image, box_count()).join(Annotation, Annotation.id == Review.annotation_id)
              .join(Image, Image.id == Annotation.image_id)
              .where(Image.project_id == project_id, Review.verdict == Verdict.invalid)

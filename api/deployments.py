@@ -14,7 +14,7 @@ from api.files import send_blob
 from api.model_schemas import DeploymentIn, DeploymentOut, DeploymentPage, DeploymentQuery
 from store.schema import Deployment, DeploymentTask, Job, Role
 from workers import jobs as job_service
-from workers.deployments import DeployError, activate, deployment_payload, request_deployment
+from workers.deployments import DeployError, activate, active_deployment, deployment_payload, request_deployment
 
 bp = Blueprint("deployments", __name__, url_prefix="/api/projects/<int:project_id>/deployments",
                description="ONNX deployments of checkpoints; the active one serves suggestions and pipelines")
@@ -22,6 +22,19 @@ bp = Blueprint("deployments", __name__, url_prefix="/api/projects/<int:project_i
 
 def get_deployment(project_id: int, deployment_id: int) -> Deployment:
     return in_project(Deployment, deployment_id, project_id, "deployment")
+
+
+def no_deployment(project_id: int, task: str, purpose: str) -> ApiError:
+    """409 `no_deployment`: "project P has no active TASK deployment" + `purpose` (what it was needed for)."""
+    return ApiError(409, f"project {project_id} has no active {task} deployment{purpose}", code="no_deployment")
+
+
+def require_active(project_id: int, task: str, purpose: str) -> Deployment:
+    """The project's active deployment for `task`, or `no_deployment`."""
+    deployment = active_deployment(db.session, project_id, task)
+    if deployment is None:
+        raise no_deployment(project_id, task, purpose)
+    return deployment
 
 
 @bp.route("")

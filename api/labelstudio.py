@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from api.auth import require_role
 from api.blueprint import Blueprint
+from api.deployments import require_active
 from api.errors import ApiError
 from api.extensions import db, runtime
 from api.metrics import observe
@@ -53,14 +54,6 @@ def _controls(label_config: str) -> dict:
     return found
 
 
-def _deployment(project_id: int, task: str):
-    deployment = active_deployment(db.session, project_id, task)
-    if deployment is None:
-        raise ApiError(409, f"project {project_id} has no active {task} deployment to predict with",
-                       code="no_deployment")
-    return deployment
-
-
 @bp.route("/health")
 class Health(MethodView):
     def get(self, project_id):
@@ -79,7 +72,7 @@ class Setup(MethodView):
         body = request.get_json(silent=True) or {}
         controls = _controls(body.get("schema", ""))
         task = "suggestion" if "RectangleLabels" in controls else "classification"
-        return {"model_version": f"loopline-deployment-{_deployment(project_id, task).id}"}
+        return {"model_version": f"loopline-deployment-{require_active(project_id, task, ' to predict with').id}"}
 
 
 @bp.route("/predict")
@@ -94,7 +87,7 @@ class Predict(MethodView):
         kind = "RectangleLabels" if "RectangleLabels" in controls else "Choices"
         control = controls[kind]
         task = "suggestion" if kind == "RectangleLabels" else "classification"
-        deployment = _deployment(project_id, task)
+        deployment = require_active(project_id, task, " to predict with")
         context = ((body.get("params") or {}).get("context") or {}).get("result") or []
         items, raw = _items(project_id, body["tasks"], control["field"], context)
         stages = plan("suggest" if task == "suggestion" else "classify", [],

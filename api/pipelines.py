@@ -13,15 +13,15 @@ from marshmallow import ValidationError
 
 from api.auth import require_role
 from api.blueprint import Blueprint
+from api.deployments import require_active
 from api.errors import ApiError, load_input
-from api.extensions import celery, db, runtime
+from api.extensions import celery, runtime
 from api.images import check_urls
 from api.metrics import observe
 from api.model_schemas import PipelineList, PipelineRunForm, PipelineRunIn, PipelineRunOut, RegionIn
 from api.uploads import uploaded_files
 from store.schema import Role
 from workers.calls import CallTimeout, wait_answer
-from workers.deployments import active_deployment
 from workers.pipelines import PIPELINES, STAGES, PlanError, new_run, plan, stage_task_name
 from workers.queues import QUEUES, Queue
 
@@ -61,11 +61,7 @@ class Runs(MethodView):
             raise ApiError(400, str(exc), code="invalid_pipeline", fields={"then": [str(exc)]}) from None
         deployment_id = None
         if run_plan.task:
-            deployment = active_deployment(db.session, project_id, run_plan.task)
-            if deployment is None:
-                raise ApiError(409, f"project {project_id} has no active {run_plan.task} deployment for stage "
-                                    f"{run_plan.stages[-1]!r}", code="no_deployment")
-            deployment_id = deployment.id
+            deployment_id = require_active(project_id, run_plan.task, f" for stage {run_plan.stages[-1]!r}").id
         answer = run_chain(run_plan.stages, items, raw, deployment_id)
         timings = {**answer["timings"], "total_ms": round((time.perf_counter() - started) * 1000, 2)}
         failed = [i for i in answer["items"] if "error" in i]

@@ -11,8 +11,8 @@ from flask_socketio import ConnectionRefusedError, join_room, leave_room
 
 from api.auth import authenticate, may_see_job, role_in, token_from_request
 from api.extensions import db, socketio
-from store.accounts import Caller
-from store.schema import Job, User
+from store.accounts import Caller, caller_for_user
+from store.schema import Job
 
 
 def _token(auth) -> str | None:
@@ -23,8 +23,7 @@ def _token(auth) -> str | None:
 
 def socket_user() -> Caller | None:
     """The user this Socket.IO connection authenticated as at connect."""
-    user = db.session.get(User, session["user_id"]) if session.get("user_id") else None
-    return None if user is None else Caller.of(user)
+    return caller_for_user(db.session, session["user_id"]) if session.get("user_id") else None
 
 
 def _room_allowed(user: Caller, data) -> tuple[str | None, str | None]:

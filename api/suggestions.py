@@ -10,6 +10,7 @@ from sqlalchemy import Row, bindparam, insert, select, update
 
 from api.auth import current_user, demand_role, member_role
 from api.blueprint import Blueprint
+from api.deployments import no_deployment
 from api.errors import ApiError, load_input
 from api.extensions import celery, db, runtime
 from api.metrics import observe
@@ -18,7 +19,7 @@ from store.db import write_gate
 from store.schema import Annotation, AnnotationSource, AnnotationStatus, Image, Membership, Project, Role
 from store.schema.base import utcnow
 from workers.calls import CallTimeout, call
-from workers.deployments import active_deployment
+from workers.deployments import publish_active
 
 bp = Blueprint("suggestions", __name__, url_prefix="/api/projects/<int:project_id>",
                description="Box suggestions from the active deployment")
@@ -122,15 +123,15 @@ def _region(image: Row, data: dict) -> tuple[float, float, float, float]:
 
 def _active(project_id: int) -> int:
     """The active suggestion deployment: Redis first (set on activation), the catalog when the key is gone."""
-    cached = runtime().redis.get(runtime().keys.active_deployment(project_id, "suggestion"))
+    rt = runtime()
+    cached = rt.redis.get(rt.keys.active_deployment(project_id, "suggestion"))
     if cached is not None:
         return int(cached)
-    deployment = active_deployment(db.session, project_id, "suggestion")
-    if deployment is None:
-        raise ApiError(409, f"project {project_id} has no active suggestion deployment: deploy a trained "
-                            f"box_suggester (POST /api/projects/{project_id}/deployments)", code="no_deployment")
-    runtime().redis.set(runtime().keys.active_deployment(project_id, "suggestion"), deployment.id)
-    return deployment.id
+    deployment_id = publish_active(rt, db.session, project_id, "suggestion")
+    if deployment_id is None:
+        raise no_deployment(project_id, "suggestion", f": deploy a trained box_suggester "
+                                                      f"(POST /api/projects/{project_id}/deployments)")
+    return deployment_id
 
 
 def _call(deployment_id: int, image: Row, region) -> dict:

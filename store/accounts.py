@@ -26,10 +26,6 @@ class Caller:
     token_id: int | None = None
     token_last_used_at: datetime | None = None
 
-    @classmethod
-    def of(cls, user: User) -> Caller:
-        return cls(user.id, user.name, user.is_superuser)
-
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -50,6 +46,12 @@ def issue_token(session: Session, user: User, name: str = "default") -> str:
     session.add(ApiToken(user_id=user.id, name=name, token_hash=hash_token(token), prefix=token[:10]))
     session.flush()
     return token
+
+
+def caller_for_user(session: Session, user_id: int) -> Caller | None:
+    """The caller a Socket.IO connection authenticated as (plain columns, as for tokens)."""
+    row = session.execute(select(User.id, User.name, User.is_superuser).where(User.id == user_id)).first()
+    return None if row is None else Caller(*row)
 
 
 def caller_for_token(session: Session, token: str) -> Caller | None:
