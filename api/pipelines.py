@@ -23,7 +23,8 @@ from api.uploads import uploaded_files
 from store.schema import Role
 from workers.calls import CallTimeout, wait_answer
 from workers.pipelines import PIPELINES, STAGES, PlanError, new_run, plan, stage_task_name
-from workers.queues import QUEUES, Queue
+from workers.queues import Queue
+from workers.registry import message_options
 
 bp = Blueprint("pipelines", __name__, url_prefix="/api/pipelines", description="Inference pipelines")
 
@@ -119,8 +120,7 @@ def run_chain(stages: list[str], items: list[dict], raw: dict[int, bytes], deplo
     reply = rt.keys.reply(run_id)
     state = {"run": run_id, "items": items, "stages": stages, "deployment_id": deployment_id, "reply": reply,
              "timings": {}, "limits": {"max_bytes": settings.max_image_bytes, "max_pixels": settings.max_image_pixels}}
-    options = {"queue": Queue.inference.value, "routing_key": Queue.inference.value,
-               "expires": QUEUES[Queue.inference].expires}
+    options = {"queue": Queue.inference.value, "routing_key": Queue.inference.value, **message_options(Queue.inference)}
     first, *rest = stages
     signatures = [celery().signature(stage_task_name(first), args=(state,), **options)]
     signatures += [celery().signature(stage_task_name(s), **options) for s in rest]

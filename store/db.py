@@ -69,8 +69,10 @@ def write_gate(engine: Engine) -> AbstractContextManager[None]:
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     if not database or database == ":memory:":
         return nullcontext()
-    with _GATES_LOCK:
-        gate = _GATES.setdefault(database, SqliteWriteGate(database))
+    gate = _GATES.get(database)
+    if gate is None:
+        with _GATES_LOCK:
+            gate = _GATES.setdefault(database, SqliteWriteGate(database))
     return gate.held()
 
 

@@ -12,7 +12,8 @@ import json
 import time
 import uuid
 
-from workers.queues import QUEUES, Queue
+from workers.queues import Queue
+from workers.registry import message_options
 
 CALLS: dict[str, Queue] = {"suggest": Queue.inference}
 REPLY_TTL = 60
@@ -33,7 +34,7 @@ def call(celery, runtime, name: str, payload: dict, timeout: float) -> dict:
     # What `celery inspect` shows of the arguments (kwargsrepr) is the payload's keys and the reply key: Celery's
     # default, a safe repr of everything, cost ~15% of the send's CPU on the suggestion path.
     celery.send_task(task_name(name), kwargs={"payload": payload, "reply": reply, "sent_at": time.time()},
-                     queue=queue.value, routing_key=queue.value, expires=QUEUES[queue].expires,
+                     queue=queue.value, routing_key=queue.value, **message_options(queue),
                      argsrepr="()", kwargsrepr=f"payload {list(payload)}, reply {reply}")
     return wait_answer(runtime, reply, timeout)
 

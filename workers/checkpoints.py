@@ -30,15 +30,21 @@ def reconcile(session, checkpoint: Checkpoint) -> Checkpoint:
     if job.status is JobStatus.succeeded:  # the job committed the checkpoint first; nothing to mend
         session.refresh(checkpoint)
         return checkpoint
-    values: dict = {"status": CheckpointStatus.cancelled if job.status is JobStatus.cancelled else CheckpointStatus.failed}
-    if job.status is JobStatus.cancelled and checkpoint.state.get("state_key"):
-        values["weights_key"] = checkpoint.state["state_key"]
-    session.execute(update(Checkpoint).where(Checkpoint.id == checkpoint.id,
-                                             Checkpoint.status == CheckpointStatus.training,
-                                             Checkpoint.job_id == job.id).values(**values))
-    session.commit()
+    status = CheckpointStatus.cancelled if job.status is JobStatus.cancelled else CheckpointStatus.failed
+    leave_training(session, checkpoint.id, job.id, status, checkpoint.state)
     session.refresh(checkpoint)
     return checkpoint
+
+
+def leave_training(session, checkpoint_id: int, job_id: str, status: CheckpointStatus, state: dict) -> None:
+    """End a run that did not finish, if the checkpoint still trains in that job. Cancelled: the last finished
+    epoch's weights (`state["state_key"]`) become the checkpoint's. Failed: the starting weights stay (the
+    saved epochs stay in `state` for a look)."""
+    extra = {"weights_key": state["state_key"]} if status is CheckpointStatus.cancelled and state.get("state_key") else {}
+    session.execute(update(Checkpoint).where(Checkpoint.id == checkpoint_id, Checkpoint.job_id == job_id,
+                                             Checkpoint.status == CheckpointStatus.training)
+                    .values(**finish_values(status, **extra)))
+    session.commit()
 
 
 def ancestors(session, checkpoint: Checkpoint) -> list[Checkpoint]:

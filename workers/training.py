@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from models.architectures import Architecture, get_architecture
 from store.schema import Checkpoint, CheckpointStatus, Dataset, DatasetStatus
 from store.scratch import fresh_scratch
-from workers.checkpoints import finish_values
+from workers.checkpoints import finish_values, leave_training
 from workers.context import JobCancelled, JobContext
 
 
@@ -77,15 +77,9 @@ def _plan(ctx: JobContext, checkpoint_id: int) -> Plan | dict:
 
 
 def _leave_training(ctx: JobContext, plan: Plan, status: CheckpointStatus) -> None:
-    """Cancelled: the last finished epoch's weights become the checkpoint's. Failed: the weights stay the
-    starting ones (the saved epochs stay in `state` for a look)."""
     with ctx.rt.sessions() as session:
         state = session.scalar(select(Checkpoint.state).where(Checkpoint.id == plan.checkpoint_id)) or {}
-        extra = {"weights_key": state["state_key"]} if status is CheckpointStatus.cancelled and state.get("state_key") else {}
-        session.execute(update(Checkpoint).where(Checkpoint.id == plan.checkpoint_id, Checkpoint.job_id == ctx.id,
-                                                 Checkpoint.status == CheckpointStatus.training)
-                        .values(**finish_values(status, **extra)))
-        session.commit()
+        leave_training(session, plan.checkpoint_id, ctx.id, status, state)
 
 
 class Run:

@@ -8,7 +8,8 @@ from celery import current_app, shared_task
 
 from workers.calls import answer, task_name
 from workers.context import runtime_for
-from workers.queues import QUEUES, Queue
+from workers.queues import Queue
+from workers.registry import task_options
 
 _STATE: dict[int, tuple] = {}  # per process: (Models, Images), made after the fork
 
@@ -22,8 +23,7 @@ def worker_state():
     return rt, _STATE[id(rt)]
 
 
-@shared_task(name=task_name("suggest"), ignore_result=True, acks_late=False,
-             time_limit=QUEUES[Queue.inference].time_limit, soft_time_limit=QUEUES[Queue.inference].soft_time_limit)
+@shared_task(name=task_name("suggest"), ignore_result=True, **task_options(Queue.inference))
 def suggest_call(payload: dict, reply: str, sent_at: float) -> None:
     from workers.inference import suggest
 

@@ -8,10 +8,9 @@ from celery.exceptions import Ignore
 
 from workers.calls import answer
 from workers.pipelines import STAGES, stage_task_name
-from workers.queues import QUEUES, Queue
+from workers.queues import Queue
+from workers.registry import task_options
 from workers.tasks.inference import worker_state
-
-LIMITS = QUEUES[Queue.inference]
 
 
 def _register(stage: str) -> None:
@@ -30,8 +29,7 @@ def _register(stage: str) -> None:
         return state
 
     run.__name__ = run.__qualname__ = f"stage_{stage}"
-    shared_task(name=stage_task_name(stage), ignore_result=True, acks_late=False, time_limit=LIMITS.time_limit,
-                soft_time_limit=LIMITS.soft_time_limit)(run)
+    shared_task(name=stage_task_name(stage), ignore_result=True, **task_options(Queue.inference))(run)
 
 
 for _stage in STAGES:
