@@ -47,6 +47,9 @@ class Architecture:
     min_size: int = 32
     max_size: int = 512
 
+    def has_output(self, name: str) -> bool:
+        return any(o.name == name for o in self.outputs)
+
     def output_units(self, classes: int) -> dict[str, int]:
         return {o.name: (classes if o.units == "classes" else int(o.units)) for o in self.outputs}
 

@@ -29,7 +29,7 @@ def _parser(architecture: Architecture, size: int):
         image = tf.cast(tf.image.resize(image, [size, size], antialias=True), tf.uint8)
         label = tf.sparse.to_dense(ex["image/object/class/label"])[0] - 1
         targets = {"class_scores": label}
-        if any(o.name == "box" for o in architecture.outputs):
+        if architecture.has_output("box"):
             targets["box"] = tf.stack([tf.sparse.to_dense(ex[f"image/object/bbox/{k}"])[0]
                                        for k in ("ymin", "xmin", "ymax", "xmax")])
         return image, targets

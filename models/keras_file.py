@@ -28,7 +28,6 @@ class InvalidModelFile(ValueError):
 class ModelFileInfo:
     size: int  # the input side S
     keras_version: str
-    layers: int
 
 
 def check_keras_file(fh: BinaryIO, architecture: Architecture, classes: int) -> ModelFileInfo:
@@ -55,8 +54,7 @@ def check_keras_file(fh: BinaryIO, architecture: Architecture, classes: int) -> 
         if signature != HDF5_SIGNATURE:
             raise InvalidModelFile("the file is corrupt: model.weights.h5 is not an HDF5 file")
     size = _check_graph(config, architecture, classes)
-    return ModelFileInfo(size=size, keras_version=str(metadata.get("keras_version", "")),
-                         layers=len(config["config"]["layers"]))
+    return ModelFileInfo(size=size, keras_version=str(metadata.get("keras_version", "")))
 
 
 def _check_graph(config: dict, architecture: Architecture, classes: int) -> int:

@@ -104,7 +104,7 @@ def with_new_head(model: keras.Model, classes: int, seed: int = 0) -> keras.Mode
 def compile_for(model: keras.Model, architecture: Architecture, learning_rate: float) -> keras.Model:
     losses = {"class_scores": keras.losses.SparseCategoricalCrossentropy()}
     metrics = {"class_scores": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]}
-    if architecture.name == "box_suggester":
+    if architecture.has_output("box"):  # the same test as the data pipeline's box targets
         losses["box"] = BoxLoss()
         metrics["box"] = [BoxIoU()]
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=losses, metrics=metrics)

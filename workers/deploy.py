@@ -50,7 +50,7 @@ def deploy(ctx: JobContext, deployment_id: int, activate_it: bool) -> dict:
 
 
 def _export(ctx: JobContext, deployment_id: int, weights_key: str) -> tuple[str, float]:
-    from models import export, training  # TensorFlow: only the deployment pool gets here
+    from models import export, networks, training  # TensorFlow: only the deployment pool gets here
 
     work = fresh_scratch(ctx.rt.settings.work_dir, f"deploy-{deployment_id}-")
     try:
@@ -60,7 +60,7 @@ def _export(ctx: JobContext, deployment_id: int, weights_key: str) -> tuple[str,
         onnx_path = work / "model.onnx"
         export.export_onnx(model, onnx_path)
         ctx.progress(0.6, None, "checking onnxruntime against Keras on sample inputs")
-        diff = export.max_difference(model, onnx_path, export.sample_inputs(int(model.inputs[0].shape[1])))
+        diff = export.max_difference(model, onnx_path, export.sample_inputs(networks.input_size(model)))
         with open(onnx_path, "rb") as fh:
             key, _ = ctx.rt.blobs.put_stream(fh)
         return key, diff
