@@ -48,6 +48,7 @@ from models.architectures import get_architecture
 from store.schema import Checkpoint, CheckpointStatus, Dataset, Job, LabelMap
 from tests.support.catalog import labelled_project
 from tests.support.procs import Worker, wait_for_workers
+from tests.support.waiting import wait_until
 from workers.celery_app import create_celery
 from workers.checkpoints import start_training
 from workers.datasets import define, request_dataset
@@ -57,15 +58,7 @@ from throwaway import throwaway  # bench/throwaway.py (a script's folder is on s
 REDIS_URL = "redis://127.0.0.1:6379/14"
 ARCH = "box_suggester"
 LR = 1e-3
-
-
-def wait(deadline_s: float, what: str, check, every: float = 0.5):
-    deadline = time.monotonic() + deadline_s
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out: {what}")
-        time.sleep(every)  # a poll is one small SQLite read: keep this process off the worker's cores
-    return value
+POLL = 0.5  # s between polls: each is one small SQLite read; keep this process off the worker's cores
 
 
 def build_dataset(settings, runtime, celery, log_dir: Path, scenes: int, size: int, regions: int):
@@ -86,7 +79,7 @@ def build_dataset(settings, runtime, celery, log_dir: Path, scenes: int, size: i
                     raise SystemExit(f"dataset build failed: {d.error}")
                 return d if d.status.value == "ready" else None
 
-        return pid, uid, wait(300, "the dataset was not built", ready)
+        return pid, uid, wait_until(ready, 300, "the dataset was not built", every=POLL)
     finally:
         builder.stop()  # it takes no CPU from the measurements
 
@@ -147,7 +140,7 @@ def train_job(runtime, celery, pid: int, uid: int, dataset, size: int, params: d
             job = session.get(Job, job_id)
             return job if job.status.terminal else None
 
-    job = wait(1800, "the training job did not finish", finished)
+    job = wait_until(finished, 1800, "the training job did not finish", every=POLL)
     if job.status.value != "succeeded":
         raise SystemExit(f"training job {job.status.value}: {job.error}")
     with runtime.sessions() as session:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import requests
 
+from tests.support.api import refused
 from tests.support.modeltree import fork, root, train
 from tests.support.scenes import layout
 from tests.support.sio import Listener
@@ -130,16 +131,11 @@ def metric_values(text: str) -> dict[str, float]:
     return out
 
 
-def test_bad_suggestion_and_deployment_requests(alice, bob, carol, pets, sql):
-    base = pets["base"]
-    image = next(iter(images_by_scene(alice, pets).values()))
+def test_bad_suggestion_and_deployment_requests(alice, bob, carol, labelled_pets, sql):
+    base = labelled_pets["base"]
+    image = next(iter(images_by_scene(alice, labelled_pets).values()))
     url = f"{base}/images/{image['id']}/suggestions"
     before = sql("SELECT COUNT(*) FROM annotations")[0][0]
-
-    def refused(res, status, *words):
-        body = res.get_json()["error"]
-        assert res.status_code == status, body
-        assert all(w.lower() in (body["message"] + str(body.get("fields", ""))).lower() for w in words), body
 
     refused(alice.post(url, json={"region": {"x": 10, "y": 10, "w": 20, "h": 20}}), 409, "no active suggestion",
             "deployments")
@@ -163,13 +159,13 @@ def test_bad_suggestion_and_deployment_requests(alice, bob, carol, pets, sql):
     refused(alice.post(f"/api/projects/999999/images/{image['id']}/suggestions", json=region), 404, "project 999999")
     assert sql("SELECT COUNT(*) FROM annotations")[0][0] == before
 
-    fresh = root(alice, pets)
+    fresh = root(alice, labelled_pets)
     refused(alice.post(f"{base}/deployments", json={"checkpoint_id": fresh["id"]}), 409, "no weights")
     refused(alice.post(f"{base}/deployments", json={"checkpoint_id": 999999}), 404, "checkpoint 999999")
     refused(alice.post(f"{base}/deployments", json={"checkpoint_id": "1"}), 400, "checkpoint_id")
     refused(alice.post(f"{base}/deployments/999999/activate"), 404, "deployment 999999")
     refused(carol.post(f"{base}/deployments", json={"checkpoint_id": fresh["id"]}), 403)
-    assert sql("SELECT COUNT(*) FROM deployments WHERE project_id = :p", p=pets["pid"])[0][0] == 0
+    assert sql("SELECT COUNT(*) FROM deployments WHERE project_id = :p", p=labelled_pets["pid"])[0][0] == 0
 
 
 def test_proposal_for_an_image_deleted_meanwhile_is_404_and_writes_nothing(app, tokens, sql):

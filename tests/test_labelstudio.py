@@ -21,12 +21,12 @@ def basic(token: str) -> dict:
     return {"Authorization": "Basic " + base64.b64encode(f"labelstudio:{token}".encode()).decode()}
 
 
-def test_label_studio_gets_boxes_from_the_active_suggester(client, tokens, alice, pets, tmp_path):
-    base = f"/api/projects/{pets['pid']}/label-studio"
+def test_label_studio_gets_boxes_from_the_active_suggester(client, tokens, alice, labelled_pets, tmp_path):
+    base = f"/api/projects/{labelled_pets['pid']}/label-studio"
     auth = basic(tokens["alice"])
     assert client.get(f"{base}/health").status_code == 401
     assert client.post(f"{base}/setup", json={"schema": CONFIG}, headers=auth).status_code == 409  # nothing deployed
-    suggester = deployed(alice, pets, "box_suggester", tmp_path)
+    suggester = deployed(alice, labelled_pets, "box_suggester", tmp_path)
     health = client.get(f"{base}/health", headers=auth).get_json()
     assert health["status"] == "UP" and health["active_deployments"]["suggestion"] == suggester["id"]
     setup = client.post(f"{base}/setup", json={"project": "7.1700000000", "schema": CONFIG}, headers=auth)
@@ -34,10 +34,11 @@ def test_label_studio_gets_boxes_from_the_active_suggester(client, tokens, alice
 
     site = Site("127.0.0.2")
     site.routes["/p.png"] = scene(160, 120, layout(2))
-    image_id = alice.get(f"{pets['base']}/images", query_string={"limit": 1}).get_json()["items"][0]["id"]
+    image_id = alice.get(f"{labelled_pets['base']}/images", query_string={"limit": 1}).get_json()["items"][0]["id"]
     try:
         tasks = [{"id": 1, "data": {"picture": f"{site.url}/p.png"}},
-                 {"id": 2, "data": {"picture": f"http://localhost:8080/api/projects/{pets['pid']}/images/{image_id}/file"}}]
+                 {"id": 2, "data": {"picture": f"http://localhost:8080/api/projects/{labelled_pets['pid']}/images/"
+                                               f"{image_id}/file"}}]
         res = client.post(f"{base}/predict", headers=auth, json={"tasks": tasks, "label_config": CONFIG,
                                                                  "project": "7.1700000000"})
         assert res.status_code == 200, res.get_json()

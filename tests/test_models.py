@@ -12,6 +12,7 @@ import pytest
 
 from models.architectures import ARCHITECTURES, UnknownArchitecture, get_architecture
 from models.keras_file import InvalidModelFile, check_keras_file
+from tests.support.modeltree import keras_file
 from tests.support.shards import write_shards
 
 tf = pytest.importorskip("tensorflow")
@@ -26,12 +27,6 @@ CLASSIFIER = get_architecture("classifier")
 @pytest.fixture(scope="module")
 def suggest_shards(tmp_path_factory):
     return write_shards(tmp_path_factory.mktemp("suggest"), "suggest@1", {"size": 64, "regions": 6}, images=30)
-
-
-def _saved(model, folder) -> bytes:
-    path = folder / f"{model.name}-{id(model)}.keras"
-    model.save(path)
-    return path.read_bytes()
 
 
 def test_registry_describes_architectures():
@@ -150,16 +145,16 @@ def test_early_stopping_state():
 
 
 def test_keras_file_check(tmp_path):
-    good = _saved(networks.build(SUGGESTER, 2, 64), tmp_path)
+    good = keras_file(networks.build(SUGGESTER, 2, 64), tmp_path)
     info = check_keras_file(io.BytesIO(good), SUGGESTER, 2)
     assert info.size == 64 and info.keras_version == keras.__version__
     cases = {
         "not a readable .keras file": (b"hello", SUGGESTER, 2),
         "may be truncated": (good[: len(good) // 2] + bytes(len(good) - len(good) // 2), SUGGESTER, 2),
         "outputs \\['box', 'class_scores'\\]; the file's are \\['class_scores'\\]":
-            (_saved(networks.build(CLASSIFIER, 2, 64), tmp_path), SUGGESTER, 2),
+            (keras_file(networks.build(CLASSIFIER, 2, 64), tmp_path), SUGGESTER, 2),
         "must have 3 units \\(3 classes of the label map\\); the file's has 2": (good, SUGGESTER, 3),
-        "must be a Functional": (_saved(keras.Sequential([keras.Input((64, 64, 3)), keras.layers.Dense(2)]), tmp_path),
+        "must be a Functional": (keras_file(keras.Sequential([keras.Input((64, 64, 3)), keras.layers.Dense(2)]), tmp_path),
                                  SUGGESTER, 2),
     }
     for message, (blob, arch, classes) in cases.items():

@@ -7,6 +7,7 @@ import io
 
 import pytest
 
+from tests.support.api import refused
 from tests.support.http import Site
 from tests.support.modeltree import deployed
 from tests.support.scenes import layout, scene
@@ -30,15 +31,15 @@ def site():
     s.close()
 
 
-def test_classify_and_suggest_pipelines_with_bytes_urls_and_hybrid_sequencing(alice, pets, site, tmp_path):
-    classifier = deployed(alice, pets, "classifier", tmp_path)
-    suggester = deployed(alice, pets, "box_suggester", tmp_path)
+def test_classify_and_suggest_pipelines_with_bytes_urls_and_hybrid_sequencing(alice, labelled_pets, site, tmp_path):
+    classifier = deployed(alice, labelled_pets, "classifier", tmp_path)
+    suggester = deployed(alice, labelled_pets, "box_suggester", tmp_path)
     picture = scene(160, 120, layout(3))
     site.routes["/a.png"] = picture
     private = Site("127.0.0.1")
     private.routes["/b.png"] = picture
     try:
-        pid = pets["pid"]
+        pid = labelled_pets["pid"]
         # bytes, one good and one corrupt: the batch answers both
         res = run(alice, "classify", files={"good.png": picture, "bad.jpg": b"\xff\xd8\xff not a jpeg"}, project_id=pid)
         assert res.status_code == 200, res.get_json()
@@ -84,17 +85,10 @@ def json_region(r: dict) -> str:
     return "{" + ", ".join(f'"{k}": {v}' for k, v in r.items()) + "}"
 
 
-def test_bad_pipeline_requests_are_refused_with_the_reason(alice, carol, pets, site, tmp_path):
-    pid = pets["pid"]
+def test_bad_pipeline_requests_are_refused_with_the_reason(alice, carol, labelled_pets, site, tmp_path):
+    pid = labelled_pets["pid"]
     picture = scene(160, 120, layout(1))
     item = [{"url": "http://127.0.0.2:9/x.png"}]
-
-    def refused(res, status, *words):
-        body = res.get_json()["error"]
-        assert res.status_code == status, body
-        text = (body["message"] + str(body.get("fields", ""))).lower()
-        assert all(w.lower() in text for w in words), body
-        return body
 
     refused(run(alice, "classify", project_id=pid, items=item), 409, "no active classification deployment")
     refused(run(alice, "sharpen", project_id=pid, items=item), 404, "sharpen", "classify, suggest")
@@ -106,7 +100,7 @@ def test_bad_pipeline_requests_are_refused_with_the_reason(alice, carol, pets, s
     refused(run(carol, "classify", project_id=pid, items=item), 403)
     refused(alice.post("/api/pipelines/classify/runs", data="x", content_type="text/plain"), 415)
 
-    deployed(alice, pets, "classifier", tmp_path)
+    deployed(alice, labelled_pets, "classifier", tmp_path)
     only_bad = refused(run(alice, "classify", project_id=pid, files={"bad.png": b"\x89PNG\r\n\x1a\n broken"}), 422,
                        "no item could be processed")
     assert only_bad["items"][0]["error"]["reason"] in ("corrupt", "truncated")

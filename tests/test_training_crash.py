@@ -9,20 +9,13 @@ import time
 from handlers.registry import default_registry
 from store.schema import Checkpoint, CheckpointStatus, Dataset, Job, LabelMap
 from tests.support.catalog import labelled_project
+from tests.support.waiting import wait_until
 from workers.checkpoints import start_training
 from workers.datasets import define, request_dataset
 from workers.reaper import reap
 
 PARAMS = {"epochs": 3, "batch_size": 4, "learning_rate": 1e-3, "early_stopping": None, "reinit_head": False,
           "report_every_steps": 10, "seed": 0}
-
-
-def _wait(deadline_s: float, what: str, check):
-    deadline = time.monotonic() + deadline_s
-    while not (value := check()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
-    return value
 
 
 def _dataset(iso, runtime, celery, start) -> tuple[int, int, Dataset]:
@@ -40,7 +33,7 @@ def _dataset(iso, runtime, celery, start) -> tuple[int, int, Dataset]:
             assert d.status.value != "failed", d.error
             return d if d.status.value == "ready" else None
 
-    return pid, uid, _wait(120, "the dataset was not built", ready)
+    return pid, uid, wait_until(ready, 120, "the dataset was not built")
 
 
 def _checkpoint(runtime, checkpoint_id) -> tuple[Checkpoint, Job | None]:
@@ -66,8 +59,7 @@ def test_killed_training_resumes_from_the_last_finished_epoch(isolated):
         session.commit()
         start_training(celery, runtime, session, child, session.get(Dataset, dataset.id), PARAMS, uid)
         child_id = child.id
-    ck, _ = _wait(240, "epoch 1 never finished", lambda: (c := _checkpoint(runtime, child_id))[0].state.get("epochs_done")
-                  and c)
+    wait_until(lambda: _checkpoint(runtime, child_id)[0].state.get("epochs_done"), 240, "epoch 1 never finished")
     first.kill(signal.SIGKILL)
     ck, job = _checkpoint(runtime, child_id)
     assert ck.state["epochs_done"] == 1, "the worker was killed too late for this test to mean anything"
@@ -79,8 +71,7 @@ def test_killed_training_resumes_from_the_last_finished_epoch(isolated):
     start("training")
     time.sleep(iso.heartbeat_ttl + 0.5)
     assert reap(runtime).requeued == [job.id]
-    _wait(300, "the redelivered job did not finish",
-          lambda: _checkpoint(runtime, child_id)[1].status.terminal)
+    wait_until(lambda: _checkpoint(runtime, child_id)[1].status.terminal, 300, "the redelivered job did not finish")
     ck, job = _checkpoint(runtime, child_id)
     assert job.status.value == "succeeded" and job.attempts == 2, job.error
     assert job.details.get("resumed_from_epoch") == 1

@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import create_engine
 
 from store.db import make_engine, write_gate
+from tests.support.waiting import wait_until
 
 HOLDER = textwrap.dedent("""
     import sys, time
@@ -26,18 +27,11 @@ HOLDER = textwrap.dedent("""
 """)
 
 
-def _wait_for(path: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.01)
-
-
 def test_a_writer_in_another_process_holds_the_gate_until_it_is_done(tmp_path):
     url = f"sqlite:///{tmp_path / 'catalog.db'}"
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, url, str(tmp_path)], cwd=Path(__file__).parents[1])
     try:
-        _wait_for(tmp_path / "held")
+        wait_until((tmp_path / "held").exists, 30, "the other process never took the gate", every=0.01)
         entered = threading.Event()
 
         def writer():

@@ -38,3 +38,12 @@ class ApiClient:
                 return job
             time.sleep(0.05)
         raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s: {job}")
+
+
+def refused(res, status: int, *words: str) -> dict:
+    """Assert the answer is `status` and its error message or fields name every word (any case); its error."""
+    body = res.get_json()["error"]
+    assert res.status_code == status, body
+    text = (body["message"] + str(body.get("fields", ""))).lower()
+    assert all(w.lower() in text for w in words), body
+    return body

@@ -20,8 +20,8 @@ def scenes():
 
 
 @pytest.fixture()
-def pets(alice, project, workers, scenes):
-    """A project with 30 boxed images, label map [cat, dog], a ready suggest@1 dataset (64 px crops)."""
+def labelled_pets(alice, project, workers, scenes):
+    """A project with 30 boxed images and the label map [cat, dog]: enough for uploaded models."""
     pid = project["id"]
     base = f"/api/projects/{pid}"
     cls = {n: alice.post(f"{base}/classes", json={"name": n}).get_json()["id"] for n in ("cat", "dog", "bird")}
@@ -29,8 +29,14 @@ def pets(alice, project, workers, scenes):
         alice.put(f"{base}/images/{image}/annotations", json={"revision": 0, "items": [
             {"class_id": cls[c], "x": x, "y": y, "w": w, "h": h} for c, x, y, w, h in layout(int(name[5:-4]))]})
     lm = alice.post(f"{base}/label-maps", json={"name": "pets", "classes": [cls["cat"], cls["dog"]]}).get_json()["id"]
-    dataset = build(alice, pid, lm, "suggest@1", {"size": 64, "regions": 4})
-    return {"pid": pid, "base": base, "lm": lm, "cls": cls, "dataset": dataset}
+    return {"pid": pid, "base": base, "lm": lm, "cls": cls}
+
+
+@pytest.fixture()
+def pets(alice, labelled_pets):
+    """`labelled_pets` and a ready suggest@1 dataset (64 px crops) to train on."""
+    return {**labelled_pets, "dataset": build(alice, labelled_pets["pid"], labelled_pets["lm"], "suggest@1",
+                                              {"size": 64, "regions": 4})}
 
 
 def build(client, pid, lm, handler, config) -> dict:
