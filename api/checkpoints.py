@@ -25,7 +25,7 @@ from models.architectures import ARCHITECTURES, Architecture, UnknownArchitectur
 from models.keras_file import InvalidModelFile, check_keras_file
 from store.schema import Checkpoint, CheckpointStatus, Dataset, DatasetStatus, LabelMap, LabelMapEntry, Role
 from workers import jobs as job_service
-from workers.checkpoints import TRAINABLE, checkpoint_payload, reconcile, start_training
+from workers.checkpoints import TRAINABLE, checkpoint_payload, start_training
 
 bp = Blueprint("checkpoints", __name__, url_prefix="/api", description="Architectures and the checkpoint tree")
 PROJECT = "/projects/<int:project_id>/checkpoints"
@@ -53,7 +53,7 @@ def _classes(label_map: LabelMap) -> list[str]:
 
 
 def get_checkpoint(project_id: int, checkpoint_id: int) -> Checkpoint:
-    return reconcile(db.session, in_project(Checkpoint, checkpoint_id, project_id, "checkpoint"))
+    return in_project(Checkpoint, checkpoint_id, project_id, "checkpoint")
 
 
 def _payload(checkpoint: Checkpoint, **kw) -> dict:
@@ -75,7 +75,7 @@ class Checkpoints(MethodView):
         if "class_id" in args:
             maps = select(LabelMapEntry.label_map_id).where(LabelMapEntry.class_id == args["class_id"])
             q = q.where(Checkpoint.label_map_id.in_(maps))
-        return page(q.order_by(Checkpoint.id), args, lambda c: _payload(reconcile(db.session, c)))
+        return page(q.order_by(Checkpoint.id), args, _payload)
 
     @bp.response(201, CheckpointOut)
     @bp.doc(requestBody={"content": {
@@ -143,7 +143,7 @@ class Tree(MethodView):
     def get(self, project_id):
         """Every checkpoint of the project as a forest: roots, each node with its `children`."""
         require_role(project_id)
-        nodes = {c.id: {**_payload(reconcile(db.session, c)), "children": []}
+        nodes = {c.id: {**_payload(c), "children": []}
                  for c in db.session.scalars(select(Checkpoint).where(Checkpoint.project_id == project_id)
                                              .order_by(Checkpoint.id))}
         roots = []

@@ -125,15 +125,19 @@ def token_revoke(prefix: str) -> None:
     """Revoke the token that starts with PREFIX (its first 10 characters are enough)."""
     from sqlalchemy import select
 
+    from api.live_access import disconnect_token
     from store.schema import ApiToken
     from store.schema.base import utcnow
+    from workers.runtime import Runtime
 
     with _sessions()() as session:
         rows = session.scalars(select(ApiToken).where(ApiToken.prefix == prefix[:10])).all()
         if len(rows) != 1:
             raise click.ClickException(f"{len(rows)} tokens match {prefix!r}")
         rows[0].revoked_at = utcnow()
+        token_id = rows[0].id
         session.commit()
+    disconnect_token(Runtime(load_settings()), token_id)  # its open Socket.IO connections, in every API process
     click.echo("revoked")
 
 
@@ -167,21 +171,20 @@ def serve(host: str, port: int, threads: int, workers: int | None) -> None:
 
 
 @main.command()
-@click.option("--interval", default=15.0, show_default=True, help="seconds between passes")
+@click.option("--interval", default=5.0, show_default=True, help="seconds between passes")
 @click.option("--once", is_flag=True, help="one pass, then exit")
 def reaper(interval: float, once: bool) -> None:
-    """End jobs whose worker died (back to queued if the broker will redeliver, else failed)."""
-    from workers.reaper import reap
-    from workers.runtime import Runtime
+    """Keep every accepted job moving: requeue jobs whose worker died, send again the queued jobs whose
+    message the broker lost or never got (the dispatcher). Survives broker and catalog outages."""
+    from workers.celery_app import create_celery
+    from workers.sweeper import Sweeper
 
-    runtime = Runtime(load_settings())
-    while True:
-        report = reap(runtime)
-        if report.requeued or report.failed or once:
-            click.echo(f"checked {report.checked}, requeued {report.requeued}, failed {report.failed}")
-        if once:
-            return
-        time.sleep(interval)
+    settings = load_settings()
+    sweeper = Sweeper(settings, create_celery(settings, include_tasks=False), echo=click.echo)
+    if once:
+        sweeper.sweep()
+        return
+    sweeper.run_forever(interval)
 
 
 @main.command()

@@ -12,7 +12,7 @@ from api.errors import ApiError
 from api.extensions import celery, db, runtime
 from api.files import send_blob
 from api.model_schemas import DeploymentIn, DeploymentOut, DeploymentPage, DeploymentQuery
-from store.schema import Deployment, DeploymentTask, Job, Role
+from store.schema import Deployment, DeploymentStatus, DeploymentTask, Job, Role
 from workers import jobs as job_service
 from workers.deployments import DeployError, activate, active_deployment, deployment_payload, request_deployment
 
@@ -85,8 +85,8 @@ class Activate(MethodView):
         Inference workers use it from their next request on."""
         require_role(project_id, Role.admin)
         deployment = get_deployment(project_id, deployment_id)
-        if deployment.status != "ready":
-            raise ApiError(409, f"deployment {deployment.id} is {deployment.status}"
+        if deployment.status is not DeploymentStatus.ready:
+            raise ApiError(409, f"deployment {deployment.id} is {deployment.status.value}"
                            + (f": {deployment.error}" if deployment.error else "") + "; only a ready one can be active")
         return deployment_payload(activate(runtime(), db.session, deployment))
 
@@ -98,7 +98,7 @@ class Model(MethodView):
         require_role(project_id)
         deployment = get_deployment(project_id, deployment_id)
         if deployment.model_key is None:
-            raise ApiError(409, f"deployment {deployment.id} is {deployment.status}; it has no model file")
+            raise ApiError(409, f"deployment {deployment.id} is {deployment.status.value}; it has no model file")
         return send_blob(deployment.model_key, mimetype="application/octet-stream",
                          name=f"deployment-{deployment.id}.onnx", etag=deployment.model_key,
                          cache_control="private, max-age=31536000, immutable",

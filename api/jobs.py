@@ -104,7 +104,7 @@ class JobCancel(MethodView):
             if job.project_id is None or role_in(job.project_id, user) is not Role.admin:
                 raise ApiError(403, "only the job's submitter or a project admin can cancel it")
         try:
-            job_service.cancel(celery(), runtime(), db.session, job)
+            job = job_service.cancel(celery(), runtime(), db.session, job.id)
         except job_service.JobStateError as exc:
             raise ApiError(409, str(exc)) from None
         return job_service.job_payload(job)

@@ -6,7 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from api.data_schemas import AnnotationOut, QueryId
 from api.schemas import Id, Name, PageQuery, Strict, page_of
-from store.schema import CheckpointStatus
+from store.schema import CheckpointStatus, DeploymentStatus
 
 SEED = validate.Range(min=0, max=2**31 - 1)
 
@@ -112,7 +112,7 @@ class DeploymentIn(Strict):
 class DeploymentQuery(PageQuery):
     task = fields.String(validate=validate.OneOf(["suggestion", "classification"]))
     active = fields.Boolean()
-    status = fields.String(validate=validate.OneOf(["building", "ready", "failed"]))
+    status = fields.Enum(DeploymentStatus, by_value=True)
 
 
 class DeploymentOut(Schema):
@@ -120,7 +120,7 @@ class DeploymentOut(Schema):
     project_id = fields.Integer()
     checkpoint_id = fields.Integer()
     task = fields.String()
-    status = fields.String(metadata={"description": "building | ready | failed"})
+    status = fields.Enum(DeploymentStatus, by_value=True)
     active = fields.Boolean()
     preprocessing = fields.Dict()
     label_map = fields.List(fields.Dict(), metadata={"description": "class ids and names, in class-score order"})

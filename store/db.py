@@ -92,3 +92,23 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def after_commit(session: Session, action) -> None:
+    """Run `action()` once the session's current transaction commits; never if it rolls back.
+
+    Side effects that must not happen for a transaction that did not (a message sent, a folder removed)
+    are attached here, so "commit, then act" is written once."""
+    session.info.setdefault("after_commit", []).append(action)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    actions = session.info.pop("after_commit", [])
+    for action in actions:
+        action()
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop("after_commit", None)

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     progress_emit_interval: float = Field(default=0.1, ge=0, description="seconds between job progress events")
     heartbeat_interval: float = Field(default=5.0, gt=0, description="seconds between a running job's heartbeats")
     heartbeat_ttl: float = Field(default=30.0, gt=0, description="a job whose heartbeat is older is presumed dead")
+    dispatch_grace: float = Field(
+        default=10.0, gt=0, description="seconds a queued job's message may be out of sight before it is sent again"
+    )
+    max_attempts: int = Field(default=5, ge=1, le=100, description="runs of a job whose worker keeps dying before it fails")
     max_image_bytes: int = Field(default=50 * 1024 * 1024, gt=0, description="largest accepted image file")
     max_image_pixels: int = Field(default=64_000_000, gt=0, description="width*height above this is refused (decompression bombs)")
     thumbnail_size: int = Field(default=256, ge=16, le=2048, description="longest side of stored thumbnails")
@@ -34,6 +38,10 @@ class Settings(BaseSettings):
     fetch_allow_networks: list[str] = Field(
         default_factory=list, description='CIDRs URL fetches may reach although not public, JSON: ["10.1.2.0/24"]'
     )
+    blob_grace_seconds: float = Field(
+        default=3600.0, ge=0, description="unreferenced blobs, staging and temp files younger than this are kept"
+    )
+    collect_interval: float = Field(default=600.0, gt=0, description="seconds between the collector's passes")
     dataset_cache_bytes: int = Field(
         default=50 * 1024**3, gt=0, description="disk quota of built datasets; least recently used go first"
     )

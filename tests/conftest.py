@@ -24,6 +24,7 @@ from workers.runtime import Runtime
 pytest_plugins = ["tests.support.modeltree"]  # the labelled project with a suggest@1 dataset
 
 REDIS_URL = os.environ.get("LOOPLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+ISOLATED_REDIS_URL = os.environ.get("LOOPLINE_TEST_ISOLATED_REDIS_URL", "redis://127.0.0.1:6379/13")
 DATABASE_URL = os.environ.get("LOOPLINE_TEST_DATABASE_URL")  # None: a SQLite file in a temp folder
 QUEUES = ("inference", "augmentation", "training", "deployment")
 
@@ -165,7 +166,7 @@ def sql(catalog):
 def isolated(settings, tmp_path):
     """Its own Redis database and catalog, so only the workers started here consume the queues
     (for tests that kill workers). Yields (settings, runtime, celery, start(queue, **env))."""
-    iso = settings.model_copy(update={"data_dir": tmp_path, "database_url": None, "redis_url": "redis://127.0.0.1:6379/13"})
+    iso = settings.model_copy(update={"data_dir": tmp_path, "database_url": None, "redis_url": ISOLATED_REDIS_URL})
     iso.ensure_dirs()
     redis.Redis.from_url(iso.redis_url).flushdb()
     migrate.upgrade(iso.sqlalchemy_url)

@@ -9,7 +9,7 @@ import time
 from handlers.registry import default_registry
 from store.schema import Dataset, Job, LabelMap
 from tests.support.catalog import labelled_project
-from workers.datasets import _start_build, define, request_dataset
+from workers.datasets import define, request_dataset
 
 IMAGES = 80
 
@@ -52,22 +52,4 @@ def test_killed_build_is_redelivered_and_published_once(isolated):
     assert list(iso.work_dir.iterdir()) == []  # the scratch folder of the killed build is gone too
     with runtime.sessions() as session:
         assert session.query(Dataset).filter_by(key=key).count() == 1
-        assert session.query(Job).filter_by(kind="dataset.build").count() == 1
-
-
-def test_a_build_another_process_started_meanwhile_is_joined_under_the_lock_already_held(isolated):
-    """The row insert collides (a process whose lock had expired made the same dataset): the answer comes from
-    a re-read under the lock this request still holds — not from taking that lock again, which would wait out
-    its 30 s timeout."""
-    iso, runtime, celery, _ = isolated
-    pid, uid, lm = labelled_project(iso, runtime, 2)
-    with runtime.sessions() as session:
-        definition = define(session, project_id=pid, name="race", handler=default_registry().get("detection@1"),
-                            config={}, label_map=session.get(LabelMap, lm))
-        other = _start_build(celery, runtime, session, definition, None, uid)  # no lock: the other process
-        other_job = other.job.id
-    with runtime.sessions() as session, runtime.redis.lock(runtime.keys.dataset_lock(definition.key), timeout=60):
-        answer = _start_build(celery, runtime, session, definition, None, uid)
-    assert not answer.hit and answer.job.id == other_job and answer.dataset.key == definition.key
-    with runtime.sessions() as session:
         assert session.query(Job).filter_by(kind="dataset.build").count() == 1

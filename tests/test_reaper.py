@@ -12,7 +12,9 @@ import uuid
 from store.schema import Job
 from workers import jobs as job_service
 from workers.queues import Queue
+from workers.outbox import dispatch
 from workers.reaper import reap
+from workers.runtime import Runtime
 
 
 def _submit(runtime, celery, queue: str) -> tuple[str, str]:
@@ -42,17 +44,43 @@ def _reap_after_heartbeat_expires(iso, runtime):
     return reap(runtime)
 
 
-def test_early_ack_job_of_a_killed_worker_is_marked_failed(isolated):
+def test_early_ack_job_of_a_killed_worker_is_sent_again_and_finishes(isolated):
+    """The inference pool takes messages without keeping them: the reaper puts the job back in the outbox
+    and the dispatcher sends it again to the next worker."""
     iso, runtime, celery, start = isolated
     worker = start("inference")
-    job_id, _ = _submit(runtime, celery, "inference")
+    job_id, release = _submit(runtime, celery, "inference")
     _wait(runtime, job_id, {"running"})
-    assert reap(runtime).failed == []  # alive: left alone
+    assert reap(runtime).requeued == []  # alive: left alone
     worker.kill(signal.SIGKILL)
     report = _reap_after_heartbeat_expires(iso, runtime)
-    assert report.failed == [job_id] and report.requeued == []
+    assert report.requeued == [job_id] and report.failed == []
     job = _job(runtime, job_id)
-    assert job.status.value == "failed" and "lost" in job.error and job.finished_at is not None
+    assert job.status.value == "queued" and job.sent_at is None and "lost" in job.message
+
+    start("inference")
+    assert dispatch(celery, runtime)["sent"] == [job_id]
+    job = _wait(runtime, job_id, {"running"}, timeout=60)
+    assert job.attempts == 2 and job.sends == 2
+    runtime.redis.set(release, "1")
+    job = _wait(runtime, job_id, {"succeeded", "failed"})
+    assert job.status.value == "succeeded" and job.result["attempt"] == 2
+
+
+def test_a_job_whose_workers_keep_dying_fails_after_max_attempts(isolated):
+    iso, runtime, celery, start = isolated
+    reaper = Runtime(iso.model_copy(update={"max_attempts": 2}))
+    job_id, _ = _submit(runtime, celery, "augmentation")
+    for attempt in (1, 2):
+        worker = start("augmentation")
+        job = _wait(runtime, job_id, {"running"}, timeout=60)
+        assert job.attempts == attempt
+        worker.kill(signal.SIGKILL)
+        report = _reap_after_heartbeat_expires(iso, reaper)
+        assert (report.requeued, report.failed) == (([job_id], []) if attempt == 1 else ([], [job_id]))
+    job = _job(runtime, job_id)
+    assert job.status.value == "failed" and "died 2 times" in job.error and job.finished_at is not None
+    reaper.close()
 
 
 def test_acks_late_job_of_a_killed_worker_is_redelivered_and_finishes_once(isolated):

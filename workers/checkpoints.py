@@ -1,5 +1,5 @@
 """The checkpoint tree as the API and the training job share it: lineage, payloads, starting a training
-run, and reconciling a checkpoint whose training job ended without it (reaped, cancelled while queued).
+run. A run that ends without finishing is settled by its job's end (`workers.settle`).
 
 Nothing here imports TensorFlow: the API uses it. The tree's rules: a root comes from an architecture
 (weights = its deterministic initialisation with a seed) or an uploaded `.keras` file; a fork starts from
@@ -12,39 +12,11 @@ from __future__ import annotations
 from sqlalchemy import select, update
 
 from models.architectures import get_architecture
-from store.schema import Checkpoint, CheckpointStatus, Dataset, Job, JobStatus, LabelMap, User
-from store.schema.base import utcnow
+from store.schema import Checkpoint, CheckpointStatus, Dataset, Job, LabelMap, User
 from workers import jobs as job_service
+from workers.outbox import send_after_commit
 
 TRAINABLE = (CheckpointStatus.fresh, CheckpointStatus.failed)
-
-
-def reconcile(session, checkpoint: Checkpoint) -> Checkpoint:
-    """A checkpoint still `training` whose job is over (the reaper failed it, or it was cancelled before a
-    worker took it) takes the job's outcome, keeping the weights of its last finished epoch if cancelled."""
-    if checkpoint.status is not CheckpointStatus.training or not checkpoint.job_id:
-        return checkpoint
-    job = session.get(Job, checkpoint.job_id)
-    if job is None or not job.status.terminal:
-        return checkpoint
-    if job.status is JobStatus.succeeded:  # the job committed the checkpoint first; nothing to mend
-        session.refresh(checkpoint)
-        return checkpoint
-    status = CheckpointStatus.cancelled if job.status is JobStatus.cancelled else CheckpointStatus.failed
-    leave_training(session, checkpoint.id, job.id, status, checkpoint.state)
-    session.refresh(checkpoint)
-    return checkpoint
-
-
-def leave_training(session, checkpoint_id: int, job_id: str, status: CheckpointStatus, state: dict) -> None:
-    """End a run that did not finish, if the checkpoint still trains in that job. Cancelled: the last finished
-    epoch's weights (`state["state_key"]`) become the checkpoint's. Failed: the starting weights stay (the
-    saved epochs stay in `state` for a look)."""
-    extra = {"weights_key": state["state_key"]} if status is CheckpointStatus.cancelled and state.get("state_key") else {}
-    session.execute(update(Checkpoint).where(Checkpoint.id == checkpoint_id, Checkpoint.job_id == job_id,
-                                             Checkpoint.status == CheckpointStatus.training)
-                    .values(**finish_values(status, **extra)))
-    session.commit()
 
 
 def ancestors(session, checkpoint: Checkpoint) -> list[Checkpoint]:
@@ -77,15 +49,8 @@ def start_training(celery, runtime, session, checkpoint: Checkpoint, dataset: Da
     if not done:
         session.rollback()
         raise RuntimeError(f"checkpoint {checkpoint.id} started training in another request")
+    send_after_commit(celery, runtime, session, [job])
     session.commit()
-    try:
-        job_service.enqueue(celery, runtime, job)
-    except Exception as exc:
-        job_service.mark_unsent(session, [job], exc)
-        session.execute(update(Checkpoint).where(Checkpoint.id == checkpoint.id, Checkpoint.job_id == job.id)
-                        .values(status=CheckpointStatus.failed))
-        session.commit()
-        raise
     session.refresh(checkpoint)
     return job
 
@@ -128,8 +93,3 @@ def _lineage(session, c: Checkpoint) -> dict:
                         for e in label_map.entries]},
         "created_by": None if creator is None else {"id": creator.id, "name": creator.name},
     }
-
-
-def finish_values(status: CheckpointStatus, **values) -> dict:
-    """Column values of a checkpoint leaving `training`."""
-    return {"status": status, **({"trained_at": utcnow()} if status is CheckpointStatus.trained else {}), **values}

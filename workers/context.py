@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 from store.schema import Job, JobStatus
 from store.schema.base import utcnow
 from workers.jobs import job_payload
+from workers.lifecycle import end_job
 from workers.queues import Queue
 from workers.registry import get_kind, task_options
 from workers.runtime import Runtime
@@ -75,6 +76,9 @@ class JobContext:
 
     # --- lifecycle -------------------------------------------------------------------------------
     def begin(self) -> Begin:
+        """Claim the job: it runs only while this context holds its heartbeat key (SET NX), so two
+        deliveries of one job (a redelivery, a send the dispatcher repeated) never run at once, and only
+        while the job is live in the catalog, so a finished job never runs again."""
         now = utcnow()
         s = self.rt.settings
         hb_key = self.rt.keys.job_heartbeat(self.id)
@@ -86,10 +90,11 @@ class JobContext:
             if job.status.terminal:
                 return Begin.skip
             if job.cancel_requested:
-                self._transition(session, JobStatus.cancelled, message="cancelled before it started")
+                end_job(self.rt, session, self.id, JobStatus.cancelled, message="cancelled before it started")
+                session.commit()
                 return Begin.skip
-            if job.status is JobStatus.running and self.rt.redis.exists(hb_key):
-                return Begin.defer  # a redelivered copy while the first run still beats
+            if not self.rt.redis.set(hb_key, self._token, nx=True, ex=int(s.heartbeat_ttl)):
+                return Begin.defer  # another delivery runs it now: look again when its heartbeat could be gone
             claimed = session.execute(
                 update(Job)
                 .where(Job.id == self.id, Job.status.in_([JobStatus.queued, JobStatus.running]))
@@ -101,8 +106,8 @@ class JobContext:
             ).rowcount
             session.commit()
             if not claimed:
+                self.rt.redis.delete(hb_key)
                 return Begin.skip
-            self.rt.redis.set(hb_key, self._token, ex=int(s.heartbeat_ttl))
             job = session.get(Job, self.id, populate_existing=True)
             self.params, self.project_id, self.attempts = dict(job.params or {}), job.project_id, job.attempts
             self._payload = job_payload(job)
@@ -112,29 +117,19 @@ class JobContext:
         return Begin.run
 
     def finish(self, status: JobStatus, *, result: dict | None = None, error: str | None = None) -> None:
+        """End the job through the one lifecycle (its resource settled in the same transaction)."""
         self._stop.set()
+        values = {"result": result, "error": error, "details": self._payload.get("details", {})}
+        if status is JobStatus.succeeded:
+            values["progress"] = 1.0
+        message = {"succeeded": "done", "cancelled": "cancelled", "failed": "failed"}[status.value]
         with self.rt.sessions() as session:
-            values = {"result": result, "error": error}
-            if status is JobStatus.succeeded:
-                values["progress"] = 1.0
-            message = {"succeeded": "done", "cancelled": "cancelled", "failed": "failed"}[status.value]
-            self._transition(session, status, message=message, **values)
-        self.rt.redis.delete(self.rt.keys.job_heartbeat(self.id))
-
-    def _transition(self, session, status: JobStatus, **values) -> None:
-        """Move to `status` unless another actor already finished the job the other way."""
-        now = utcnow()
-        if status.terminal:
-            values["finished_at"] = now
-        session.execute(
-            update(Job)
-            .where(Job.id == self.id, Job.status.not_in([JobStatus.succeeded, JobStatus.cancelled]))
-            .values(status=status, updated_at=now, details=self._payload.get("details", {}), **values)
-        )
-        session.commit()
-        job = session.get(Job, self.id, populate_existing=True)
-        self._payload = job_payload(job)
-        self.rt.events.job(self._payload)
+            end_job(self.rt, session, self.id, status, message=message, **values)
+            session.commit()
+        try:
+            self.rt.redis.delete(self.rt.keys.job_heartbeat(self.id))
+        except Exception:  # noqa: BLE001 - the key expires by itself
+            log.warning("could not drop the heartbeat of job %s", self.id)
 
     # --- reporting -------------------------------------------------------------------------------
     def progress(self, done: float, total: float | None = None, message: str | None = None, *, force: bool = False,
@@ -258,11 +253,6 @@ def _on_revoked(request=None, expired=False, **_):
     runtime = runtime_for(current_app)
     status, why = (JobStatus.failed, "expired before a worker took it") if expired else (JobStatus.cancelled, "cancelled")
     with runtime.sessions() as session:
-        done = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status == JobStatus.queued)
-            .values(status=status, message=why, error=why if expired else None, finished_at=utcnow(), updated_at=utcnow())
-        ).rowcount
+        end_job(runtime, session, job_id, status, message=why, from_states=(JobStatus.queued,),
+                error=why if expired else None)
         session.commit()
-        if done:
-            runtime.events.job(job_payload(session.get(Job, job_id)))

@@ -8,25 +8,33 @@ the selected boxes gives another.
 `request_dataset` answers from the catalog when the key is built (a hit), joins the running build when
 there is one, and otherwise creates the row and the build job under a short Redis lock keyed by the
 dataset key. The catalog is the truth: the lock only keeps concurrent requests from racing to create
-the row, and a build whose job died (failed, cancelled, or reaped) is started again by the next request.
+the row, and a build that did not succeed leaves its row `failed` (`workers.settle`), which the next
+request builds again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+from redis.exceptions import RedisError
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from handlers.registry import Handler
-from store.schema import Checkpoint, CheckpointStatus, Dataset, DatasetStatus, Job, LabelMap
+from store.schema import Checkpoint, CheckpointStatus, Dataset, DatasetStatus, Job, JobStatus, LabelMap
 from store.schema.base import utcnow
 from store.selection import fingerprint
 from workers import jobs as job_service
+from workers.outbox import send_after_commit
+
+log = logging.getLogger(__name__)
 
 LOCK_SECONDS = 30
+RACE_ATTEMPTS = 10
 
 
 @dataclass(frozen=True)
@@ -69,25 +77,60 @@ class Answer:
 
 
 def request_dataset(celery, runtime, session, definition: Definition, user_id: int | None) -> Answer:
-    key = definition.key
-    found = _lookup(session, key)
-    if found is not None and found.status is DatasetStatus.ready:
-        return Answer(_touch(session, found), None, hit=True)
-    with runtime.redis.lock(runtime.keys.dataset_lock(key), timeout=LOCK_SECONDS, blocking_timeout=LOCK_SECONDS):
-        return _answer_locked(celery, runtime, session, definition, user_id)
-
-
-def _answer_locked(celery, runtime, session, definition: Definition, user_id: int | None) -> Answer:
-    """Under the dataset's lock: the ready dataset, the running build to join, or a new build."""
-    session.expire_all()
+    """The ready dataset (a hit), the build already running for this key, or a new build; the caller's
+    transaction is committed and a new build's message is sent after the commit."""
     found = _lookup(session, definition.key)
     if found is not None and found.status is DatasetStatus.ready:
         return Answer(_touch(session, found), None, hit=True)
-    if found is not None and found.status is DatasetStatus.building:
-        job = session.get(Job, found.job_id) if found.job_id else None
-        if job is not None and not job.status.terminal:
-            return Answer(found, job, hit=False)  # join the running build
-    return _start_build(celery, runtime, session, definition, found, user_id)
+    with _build_lock(runtime, definition.key):
+        return _decide(celery, runtime, session, definition, user_id)
+
+
+@contextmanager
+def _build_lock(runtime, key: str):
+    """Concurrent identical requests take turns, so they do not all race to create the row. Only a
+    shortcut: the decision below is right without it (one unique row per key, conditional restarts), so
+    while Redis is unreachable requests go on without the lock."""
+    try:
+        lock = runtime.redis.lock(runtime.keys.dataset_lock(key), timeout=LOCK_SECONDS,
+                                  blocking_timeout=LOCK_SECONDS)
+        acquired = lock.acquire()
+    except RedisError:
+        log.warning("dataset lock unavailable (Redis unreachable); deciding from the catalog alone")
+        yield
+        return
+    try:
+        yield
+    finally:
+        if acquired:
+            try:
+                lock.release()
+            except RedisError:  # expired or Redis gone: the lock has gone by itself
+                pass
+
+
+def _decide(celery, runtime, session, definition: Definition, user_id: int | None) -> Answer:
+    """Decide from one statement that reads the row with its job's status (a build that publishes between
+    two reads can never look failed), and change the row only by statements that re-check what was read:
+    an INSERT under the key's unique constraint, or an UPDATE of the row naming the job that was read. A
+    lost race re-reads and decides again."""
+    for _ in range(RACE_ATTEMPTS):
+        session.expire_all()
+        row = session.execute(
+            select(Dataset, Job.status).outerjoin(Job, Job.id == Dataset.job_id).where(Dataset.key == definition.key)
+        ).first()
+        if row is None:
+            answer = _start_build(celery, runtime, session, definition, None, user_id)
+        else:
+            dataset, job_status = row
+            if dataset.status is DatasetStatus.ready:
+                return Answer(_touch(session, dataset), None, hit=True)
+            if dataset.status is DatasetStatus.building and job_status in (JobStatus.queued, JobStatus.running):
+                return Answer(dataset, session.get(Job, dataset.job_id), hit=False)  # join the running build
+            answer = _start_build(celery, runtime, session, definition, dataset, user_id)
+        if answer is not None:
+            return answer
+    raise RuntimeError(f"dataset {definition.key}: lost {RACE_ATTEMPTS} races in a row to concurrent requests")
 
 
 def _lookup(session, key: str) -> Dataset | None:
@@ -102,31 +145,43 @@ def _touch(session, dataset: Dataset) -> Dataset:
     return dataset
 
 
-def _start_build(celery, runtime, session, definition: Definition, row: Dataset | None, user_id) -> Answer:
-    """(Re)start the build: the row says `building` and names its job in the same commit as the job row."""
+def _start_build(celery, runtime, session, definition: Definition, row: Dataset | None, user_id) -> Answer | None:
+    """A new row, or a restart of a row that is not ready and still names the job that was read; the row
+    names its build job in the same commit as the job row. None when another request got there first."""
+    job = job_service.create_job(session, "dataset.build", params={}, project_id=definition.project_id,
+                                 user_id=user_id)
     if row is None:
         row = Dataset(
             key=definition.key, project_id=definition.project_id, name=definition.name,
             handler=definition.handler.name, handler_version=definition.handler.version, config=definition.config,
             label_map_id=definition.label_map.id, subset=definition.subset, data_revision=definition.data_revision,
-            status=DatasetStatus.building, size_bytes=0, manifest={}, hits=0, downloads=0, bytes_served=0,
+            status=DatasetStatus.building, job_id=job.id, size_bytes=0, manifest={}, hits=0, downloads=0,
+            bytes_served=0,
         )
         session.add(row)
         try:
             session.flush()
-        except IntegrityError:  # another process without this lock (e.g. a lock that expired) made it
+        except IntegrityError:  # another request made the row meanwhile
             session.rollback()
-            return _answer_locked(celery, runtime, session, definition, user_id)  # the lock is still ours
-    job = job_service.create_job(session, "dataset.build", params={"dataset_id": row.id},
-                                 project_id=definition.project_id, user_id=user_id)
-    row.status, row.job_id, row.error = DatasetStatus.building, job.id, None
+            return None
+    else:
+        restarted = session.execute(
+            update(Dataset).where(Dataset.id == row.id, Dataset.status != DatasetStatus.ready,
+                                  _same(Dataset.job_id, row.job_id))
+            .values(status=DatasetStatus.building, job_id=job.id, error=None)
+        ).rowcount
+        if not restarted:
+            session.rollback()
+            return None
+    job.params = {"dataset_id": row.id}
+    send_after_commit(celery, runtime, session, [job])
     session.commit()
-    try:
-        job_service.enqueue(celery, runtime, job)
-    except Exception as exc:
-        job_service.mark_unsent(session, [job], exc)
-        raise
+    session.refresh(row)
     return Answer(row, job, hit=False)
+
+
+def _same(column, value):
+    return column.is_(None) if value is None else column == value
 
 
 def evict(runtime, session, quota_bytes: int, keep: frozenset[str] = frozenset()) -> list[str]:

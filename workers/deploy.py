@@ -11,7 +11,7 @@ import shutil
 
 from sqlalchemy import update
 
-from store.schema import Checkpoint, Deployment
+from store.schema import Checkpoint, Deployment, DeploymentStatus
 from store.scratch import fresh_scratch
 from workers.context import JobContext
 from workers.deployments import activate
@@ -23,26 +23,23 @@ def deploy(ctx: JobContext, deployment_id: int, activate_it: bool) -> dict:
         deployment = session.get(Deployment, deployment_id)
         if deployment is None:
             raise RuntimeError(f"deployment {deployment_id} was deleted")
-        if deployment.status == "building":
+        if deployment.status is DeploymentStatus.building:
             checkpoint = session.get(Checkpoint, deployment.checkpoint_id)
             ctx.progress(0.1, None, f"exporting checkpoint {checkpoint.id} to ONNX")
-            try:
-                model_key, diff = _export(ctx, deployment.id, checkpoint.weights_key)
-            except Exception as exc:
-                _fail(session, deployment, f"{type(exc).__name__}: {exc}")
-                raise
+            model_key, diff = _export(ctx, deployment.id, checkpoint.weights_key)  # a failure settles the row
             tolerance = rt.settings.deploy_tolerance
             if diff > tolerance:
                 why = (f"ONNX and Keras outputs differ by up to {diff:.3g} on sample inputs, over the tolerance "
                        f"{tolerance:g}; the deployment is refused")
                 _fail(session, deployment, why, max_abs_diff=diff)
                 raise RuntimeError(why)
-            session.execute(update(Deployment).where(Deployment.id == deployment.id, Deployment.status == "building")
-                            .values(status="ready", model_key=model_key, max_abs_diff=diff))
+            session.execute(update(Deployment).where(Deployment.id == deployment.id,
+                                                     Deployment.status == DeploymentStatus.building)
+                            .values(status=DeploymentStatus.ready, model_key=model_key, max_abs_diff=diff))
             session.commit()
             session.refresh(deployment)
-        if deployment.status != "ready":
-            raise RuntimeError(f"deployment {deployment.id} is {deployment.status}: {deployment.error}")
+        if deployment.status is not DeploymentStatus.ready:
+            raise RuntimeError(f"deployment {deployment.id} is {deployment.status.value}: {deployment.error}")
         if activate_it:
             activate(rt, session, deployment)
         return {"deployment_id": deployment.id, "max_abs_diff": deployment.max_abs_diff,
@@ -69,7 +66,9 @@ def _export(ctx: JobContext, deployment_id: int, weights_key: str) -> tuple[str,
 
 
 def _fail(session, deployment: Deployment, why: str, **values) -> None:
+    """Record what only the check knows (the measured difference); the job's end settles the rest."""
     session.rollback()
-    session.execute(update(Deployment).where(Deployment.id == deployment.id, Deployment.status == "building")
-                    .values(status="failed", error=why, **values))
+    session.execute(update(Deployment).where(Deployment.id == deployment.id,
+                                             Deployment.status == DeploymentStatus.building)
+                    .values(status=DeploymentStatus.failed, error=why, **values))
     session.commit()

@@ -12,9 +12,10 @@ from __future__ import annotations
 from sqlalchemy import select, update
 
 from models.architectures import get_architecture
-from store.schema import Checkpoint, Deployment, DeploymentTask, LabelClass
+from store.schema import Checkpoint, Deployment, DeploymentStatus, DeploymentTask, LabelClass
 from store.schema.base import utcnow
 from workers import jobs as job_service
+from workers.outbox import send_after_commit
 
 
 class DeployError(ValueError):
@@ -40,7 +41,7 @@ def request_deployment(celery, runtime, session, checkpoint: Checkpoint, *, acti
     architecture = get_architecture(checkpoint.architecture)
     deployment = Deployment(
         project_id=checkpoint.project_id, checkpoint_id=checkpoint.id, task=DeploymentTask(architecture.task),
-        status="building", active=False,
+        status=DeploymentStatus.building, active=False,
         preprocessing=architecture.spec(int(checkpoint.config["input_size"])).to_dict(),
         label_map=class_map(session, checkpoint), created_by=user_id)
     session.add(deployment)
@@ -49,14 +50,8 @@ def request_deployment(celery, runtime, session, checkpoint: Checkpoint, *, acti
                                                                     "activate": activate},
                                  project_id=checkpoint.project_id, user_id=user_id)
     deployment.job_id = job.id
+    send_after_commit(celery, runtime, session, [job])
     session.commit()
-    try:
-        job_service.enqueue(celery, runtime, job)
-    except Exception as exc:
-        job_service.mark_unsent(session, [job], exc)
-        deployment.status, deployment.error = "failed", f"could not enqueue: {exc}"
-        session.commit()
-        raise
     return deployment
 
 
@@ -66,7 +61,7 @@ def activate(runtime, session, deployment: Deployment) -> Deployment:
     session.execute(update(Deployment).where(Deployment.project_id == deployment.project_id,
                                              Deployment.task == deployment.task, Deployment.active.is_(True),
                                              Deployment.id != deployment.id).values(active=False))
-    session.execute(update(Deployment).where(Deployment.id == deployment.id, Deployment.status == "ready")
+    session.execute(update(Deployment).where(Deployment.id == deployment.id, Deployment.status == DeploymentStatus.ready)
                     .values(active=True, activated_at=now))
     session.commit()
     session.refresh(deployment)
@@ -94,7 +89,7 @@ def publish_active(runtime, session, project_id: int, task: str) -> int | None:
 def deployment_payload(d: Deployment) -> dict:
     return {
         "id": d.id, "project_id": d.project_id, "checkpoint_id": d.checkpoint_id, "task": d.task.value,
-        "status": d.status, "active": d.active, "preprocessing": d.preprocessing, "label_map": d.label_map,
+        "status": d.status.value, "active": d.active, "preprocessing": d.preprocessing, "label_map": d.label_map,
         "max_abs_diff": d.max_abs_diff, "error": d.error, "job_id": d.job_id, "has_model": d.model_key is not None,
         "created_by": d.created_by, "created_at": d.created_at, "activated_at": d.activated_at,
     }

@@ -1,7 +1,8 @@
 """Submitting and cancelling jobs, and the one JSON shape of a job (REST responses and events alike).
 
-The Job row is committed before its message is sent (a worker never sees an id the catalog lacks);
-ids are passed, never objects.
+The Job row is committed before its message is sent (a worker never sees an id the catalog lacks), and
+the row is the outbox: a job is accepted once committed, whatever the broker's state (`workers.outbox`).
+Ids are passed, never objects.
 """
 
 from __future__ import annotations
@@ -9,14 +10,20 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+import logging
+
 from celery import Celery
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from store.db import after_commit
 from store.schema import Job, JobStatus
 from store.schema.base import utcnow
 from workers.queues import Queue
-from workers.registry import get_kind, message_options
+from workers.registry import get_kind
 from workers.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 
 class JobStateError(Exception):
@@ -76,6 +83,8 @@ def create_job(
         details={},
         params=params or {},
         attempts=0,
+        sent_at=utcnow(),  # the send is attempted right after the commit; a failed one clears this
+        sends=1,
         project_id=project_id,
         user_id=user_id,
     )
@@ -83,66 +92,62 @@ def create_job(
     return job
 
 
-def enqueue(celery: Celery, runtime: Runtime, job: Job, producer=None) -> None:
-    """Announce the committed job, then send its message. In that order: a fast worker's `running`
-    event must never reach clients before this `queued` one."""
-    queue = Queue(job.queue)
-    runtime.events.job(job_payload(job))
-    celery.send_task(
-        get_kind(job.kind).task_name(queue),
-        args=[job.id],
-        task_id=job.id,
-        queue=queue.value,
-        routing_key=queue.value,
-        producer=producer,
-        **message_options(queue),
-    )
-
-
 def submit(celery: Celery, runtime: Runtime, session: Session, kind: str, **fields) -> Job:
-    """Create, commit, then enqueue. If sending fails the job is marked failed, never left queued."""
+    """Create a queued job, commit, then send its message (see `submit_many`)."""
     return submit_many(celery, runtime, session, [{"kind": kind, **fields}])[0]
 
 
 def submit_many(celery: Celery, runtime: Runtime, session: Session, specs: list[dict]) -> list[Job]:
-    """Several jobs in one transaction, sent over one producer connection. Jobs whose message could
-    not be sent are marked failed with the reason, and the error is raised."""
+    """Several jobs in one transaction. They are accepted once the commit is done: their messages are
+    sent after it (one producer connection), and a message that cannot be sent now is sent by the
+    dispatcher later (`workers.outbox`), so a broker outage never loses or fails an accepted job."""
+    from workers.outbox import send_after_commit
+
     jobs = [create_job(session, spec["kind"], **{k: v for k, v in spec.items() if k != "kind"}) for spec in specs]
+    send_after_commit(celery, runtime, session, jobs)
     session.commit()
-    sent = 0
-    try:
-        with celery.producer_or_acquire() as producer:
-            for job in jobs:
-                enqueue(celery, runtime, job, producer)
-                sent += 1
-    except Exception as exc:
-        mark_unsent(session, jobs[sent:], exc)
-        raise
     return jobs
 
 
-def mark_unsent(session: Session, jobs: list[Job], exc: Exception) -> None:
-    """Jobs whose message could not be sent are failed with the reason, never left queued."""
-    for job in jobs:
-        job.status = JobStatus.failed
-        job.error = f"could not enqueue: {type(exc).__name__}: {exc}"
-        job.finished_at = utcnow()
-    session.commit()
+def cancel(celery: Celery, runtime: Runtime, session: Session, job_id: str) -> Job:
+    """A queued job is cancelled at once (its resource settled in the same transaction); a running one is
+    asked to stop and stops at its next step. Each is one conditional UPDATE, so a cancel racing the job's
+    own end never overwrites it."""
+    from workers.lifecycle import end_job
 
-
-def cancel(celery: Celery, runtime: Runtime, session: Session, job: Job) -> Job:
-    """A queued job is cancelled at once; a running one is asked to stop and stops at its next step."""
-    if job.status.terminal:
-        raise JobStateError(f"job {job.id} is already {job.status.value}")
-    job.cancel_requested = True
-    if job.status is JobStatus.queued:
-        job.status = JobStatus.cancelled
-        job.message = "cancelled before it started"
-        job.finished_at = utcnow()
+    ended = end_job(runtime, session, job_id, JobStatus.cancelled, message="cancelled before it started",
+                    from_states=(JobStatus.queued,), cancel_requested=True)
+    if ended is None:
+        asked = session.execute(
+            update(Job).where(Job.id == job_id, Job.status == JobStatus.running)
+            .values(cancel_requested=True, message="cancel requested", updated_at=utcnow())
+        ).rowcount
+        if not asked:
+            status = session.scalar(select(Job.status).where(Job.id == job_id))
+            session.rollback()
+            raise JobStateError(f"job {job_id} is already {status.value if status else 'gone'}")
+        after_commit(session, lambda: _announce_cancel(celery, runtime, job_id))
     else:
-        job.message = "cancel requested"
+        after_commit(session, lambda: _revoke(celery, job_id))
     session.commit()
-    runtime.redis.set(runtime.keys.job_cancel(job.id), "1", ex=7 * 24 * 3600)
-    celery.control.revoke(job.id)  # workers drop the message if it is still waiting
-    runtime.events.job(job_payload(job))
-    return job
+    return session.get(Job, job_id, populate_existing=True)
+
+
+def _announce_cancel(celery: Celery, runtime: Runtime, job_id: str) -> None:
+    """Tell the running task at once (the row's flag reaches it at its next progress write anyway)."""
+    try:
+        runtime.redis.set(runtime.keys.job_cancel(job_id), "1", ex=7 * 24 * 3600)
+    except Exception:  # noqa: BLE001 - the catalog's cancel_requested is the truth
+        log.warning("could not set the cancel flag of job %s; it stops at its next progress write", job_id)
+    with runtime.sessions() as session:
+        job = session.get(Job, job_id)
+        if job is not None:
+            runtime.events.job(job_payload(job))
+
+
+def _revoke(celery: Celery, job_id: str) -> None:
+    """Workers drop a cancelled job's waiting message (a copy that still runs finds the job ended)."""
+    try:
+        celery.control.revoke(job_id)
+    except Exception:  # noqa: BLE001 - best effort
+        log.warning("could not broadcast the revoke of job %s", job_id)

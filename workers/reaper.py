@@ -5,8 +5,11 @@ A running job's worker refreshes a heartbeat key; when the key has expired the w
   on an `acks_late` queue): the job goes back to `queued`, and an in-flight message is put back at the
   head of its queue at once (kombu's own restore), so the next free worker resumes the job now rather
   than when the queue's visibility timeout (a week for training) runs out;
-- the message is gone (an early-ack queue, or it was acked): nothing will run the job again, so it is
-  marked `failed` with the reason. A job never stays `running` forever.
+- the message is gone (an early-ack queue, a broker that restarted empty): the job goes back to `queued`
+  with no send recorded, and the dispatcher (`workers.outbox`) sends it again.
+A job whose workers keep dying fails after `max_attempts` runs. A job never stays `running` forever.
+Right after Redis restarted (it keeps nothing here) heartbeats are missing for a moment although their
+workers live; the reaper waits a heartbeat TTL of Redis uptime before it believes a missing one.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
+from store.db import after_commit
 from store.schema import Job, JobStatus
 from store.schema.base import utcnow
 from workers.jobs import job_payload
@@ -75,6 +79,10 @@ def redeliver_now(runtime: Runtime, key: str, tag: str) -> None:
 def reap(runtime: Runtime) -> ReapReport:
     """One pass. Safe to run from several places at once (a Redis lock makes them take turns)."""
     report = ReapReport()
+    if _redis_uptime(runtime) < runtime.settings.heartbeat_ttl:
+        # Redis restarted empty: live workers have not rewritten their heartbeats yet, so a missing one
+        # says nothing about its worker. Look again once every live worker has had a whole TTL to beat.
+        return report
     lock = runtime.redis.lock(runtime.keys.reaper_lock, timeout=60, blocking_timeout=5)
     if not lock.acquire():
         return report
@@ -91,23 +99,8 @@ def reap(runtime: Runtime) -> ReapReport:
                 return report
             held = messages_held(runtime, {j.queue for j in dead})
             for job in dead:
-                if job.id in held:
-                    status, values = JobStatus.queued, {"message": f"worker {job.worker} lost; redelivered"}
-                    if held[job.id] is not None:
-                        redeliver_now(runtime, *held[job.id])
-                    report.requeued.append(job.id)
-                else:
-                    why = f"worker {job.worker} lost and its message is gone; submit the job again"
-                    status, values = JobStatus.failed, {"message": "worker lost", "error": why, "finished_at": utcnow()}
-                    report.failed.append(job.id)
-                session.execute(
-                    update(Job).where(Job.id == job.id, Job.status == JobStatus.running)
-                    .values(status=status, updated_at=utcnow(), **values)
-                )
+                _reap_one(runtime, session, job, held, report)
             session.commit()
-            for job in dead:
-                session.refresh(job)
-                runtime.events.job(job_payload(job))
         if report.requeued or report.failed:
             log.warning("reaper: requeued %s, failed %s", report.requeued, report.failed)
         return report
@@ -117,3 +110,35 @@ def reap(runtime: Runtime) -> ReapReport:
         except Exception:  # noqa: BLE001 - an expired lock needs no release
             pass
 
+
+def _reap_one(runtime: Runtime, session, job: Job, held: dict, report: ReapReport) -> None:
+    """A running job whose worker is gone goes back to `queued`: its message is put back at the head of its
+    queue when the broker still holds it in flight, left where it is when it waits in the queue, and sent
+    again by the dispatcher when it is gone (an early-ack queue, a broker that restarted empty). A job whose
+    workers died `max_attempts` times fails: it is what kills them."""
+    from workers.lifecycle import end_job
+
+    if job.attempts >= runtime.settings.max_attempts:
+        why = (f"its worker died {job.attempts} times while running it (last: {job.worker}); "
+               "not tried again — fix what kills it and submit it again")
+        if end_job(runtime, session, job.id, JobStatus.failed, message="worker lost", error=why,
+                   from_states=(JobStatus.running,)):
+            report.failed.append(job.id)
+        return
+    values = {"message": f"worker {job.worker} lost; running it again"}
+    if job.id not in held:
+        values["sent_at"] = None  # for the dispatcher
+    elif held[job.id] is not None:
+        redeliver_now(runtime, *held[job.id])
+    moved = session.execute(
+        update(Job).where(Job.id == job.id, Job.status == JobStatus.running)
+        .values(status=JobStatus.queued, updated_at=utcnow(), **values)
+    ).rowcount
+    if moved:
+        report.requeued.append(job.id)
+        payload = job_payload(session.get(Job, job.id, populate_existing=True))
+        after_commit(session, lambda: runtime.events.job(payload))
+
+
+def _redis_uptime(runtime: Runtime) -> float:
+    return float(runtime.redis.info("server").get("uptime_in_seconds", 0))

@@ -20,8 +20,8 @@ from sqlalchemy import select, update
 from models.architectures import Architecture, get_architecture
 from store.schema import Checkpoint, CheckpointStatus, Dataset, DatasetStatus
 from store.scratch import fresh_scratch
-from workers.checkpoints import finish_values, leave_training
-from workers.context import JobCancelled, JobContext
+from workers.settle import checkpoint_end_values
+from workers.context import JobContext
 
 
 @dataclass
@@ -47,13 +47,7 @@ def train(ctx: JobContext, checkpoint_id: int) -> dict:
         return plan  # finished by an earlier delivery of this job
     work = fresh_scratch(ctx.rt.settings.work_dir, f"train-{checkpoint_id}-")
     try:
-        return Run(ctx, plan, work).run()
-    except JobCancelled:
-        _leave_training(ctx, plan, CheckpointStatus.cancelled)
-        raise
-    except BaseException:
-        _leave_training(ctx, plan, CheckpointStatus.failed)
-        raise
+        return Run(ctx, plan, work).run()  # a run that raises is settled by the job's end (workers.settle)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -74,12 +68,6 @@ def _plan(ctx: JobContext, checkpoint_id: int) -> Plan | dict:
         return Plan(ck.id, get_architecture(ck.architecture), int(ck.config["input_size"]), int(ck.config["seed"]),
                     list(ck.classes), ck.weights_key, dataset.blob_key, dict(dataset.manifest["records"]),
                     dict(ck.params), dict(ck.state), list(ck.curve))
-
-
-def _leave_training(ctx: JobContext, plan: Plan, status: CheckpointStatus) -> None:
-    with ctx.rt.sessions() as session:
-        state = session.scalar(select(Checkpoint.state).where(Checkpoint.id == plan.checkpoint_id)) or {}
-        leave_training(session, plan.checkpoint_id, ctx.id, status, state)
 
 
 class Run:
@@ -243,7 +231,7 @@ class Run:
             done = session.execute(
                 update(Checkpoint).where(Checkpoint.id == self.plan.checkpoint_id, Checkpoint.job_id == self.ctx.id,
                                          Checkpoint.status == CheckpointStatus.training)
-                .values(**finish_values(CheckpointStatus.trained, weights_key=final_key, metrics=metrics,
+                .values(**checkpoint_end_values(CheckpointStatus.trained, weights_key=final_key, metrics=metrics,
                                         curve=self.curve))).rowcount
             session.commit()
             if not done:

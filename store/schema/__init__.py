@@ -14,11 +14,13 @@ from store.schema.data import (
     Verdict,
 )
 from store.schema.jobs import Job, JobStatus
-from store.schema.ml import Checkpoint, CheckpointStatus, Dataset, DatasetStatus, Deployment, DeploymentTask
+from store.schema.ml import (
+    Checkpoint, CheckpointStatus, Dataset, DatasetStatus, Deployment, DeploymentStatus, DeploymentTask,
+)
 
 __all__ = [
     "Annotation", "AnnotationSource", "AnnotationStatus", "ApiToken", "Base", "Checkpoint",
-    "CheckpointStatus", "Dataset", "DatasetStatus", "Deployment", "DeploymentTask", "Image", "Job",
+    "CheckpointStatus", "Dataset", "DatasetStatus", "Deployment", "DeploymentStatus", "DeploymentTask", "Image", "Job",
     "JobStatus", "LabelClass", "LabelMap", "LabelMapEntry", "Membership", "Project", "Review", "Role",
     "User", "Verdict",
 ]

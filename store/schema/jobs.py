@@ -28,6 +28,7 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_project_created", "project_id", "created_at"),
         Index("ix_jobs_status_kind", "status", "kind"),
+        Index("ix_jobs_status_sent", "status", "sent_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -45,6 +46,9 @@ class Job(Base):
     worker: Mapped[str | None] = mapped_column(String(255))
     # Where the broker keeps the message while the task runs (Redis ack emulation), for the reaper.
     broker_unacked_key: Mapped[str | None] = mapped_column(String(128))
+    # The outbox: when the message was last handed to the broker (None: not yet, or to be sent again).
+    sent_at: Mapped[datetime | None]
+    sends: Mapped[int] = mapped_column(default=0, server_default="0")
     project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

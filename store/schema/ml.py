@@ -5,7 +5,8 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, String, Text
+from sqlalchemy import text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store.schema.base import Base, str_enum, utcnow
@@ -89,14 +90,29 @@ class DeploymentTask(str, enum.Enum):
     classification = "classification"
 
 
+class DeploymentStatus(str, enum.Enum):
+    building = "building"
+    ready = "ready"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
 class Deployment(Base):
+    """An ONNX export of a checkpoint. At most one per (project, task) is active: a unique partial index
+    keeps that true whoever writes the rows."""
+
     __tablename__ = "deployments"
+    __table_args__ = (
+        Index("uq_deployments_one_active", "project_id", "task", unique=True,
+              sqlite_where=text("active"), postgresql_where=text("active")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="RESTRICT"), index=True)
     task: Mapped[DeploymentTask] = mapped_column(str_enum(DeploymentTask, "deployment_task"))
-    status: Mapped[str] = mapped_column(String(16), default="building")
+    status: Mapped[DeploymentStatus] = mapped_column(str_enum(DeploymentStatus, "deployment_status"),
+                                                     default=DeploymentStatus.building)
     active: Mapped[bool] = mapped_column(Boolean, default=False)
     model_key: Mapped[str | None] = mapped_column(String(128))
     preprocessing: Mapped[dict] = mapped_column(default=dict)

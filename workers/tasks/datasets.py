@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import update
 
 from store.schema import Dataset, DatasetStatus
-from workers.context import JobCancelled, JobContext, job_task
+from workers.context import JobContext, job_task
 from workers.dataset_build import build
 from workers.datasets import evict
 
@@ -22,15 +22,10 @@ def build_dataset(ctx: JobContext, dataset_id: int) -> dict:
         if dataset.job_id != ctx.id:
             raise RuntimeError(f"dataset {dataset.key} is being built by job {dataset.job_id} now")
         ctx.progress(0, 1, "reading the selection")
-        try:
-            out = build(session, ctx.rt.blobs, dataset, settings.work_dir,
-                        lambda done, total: ctx.progress(done, total, f"{done}/{total} images"))
-        except BaseException as exc:
-            why = "cancelled" if isinstance(exc, JobCancelled) else f"{type(exc).__name__}: {exc}"
-            session.rollback()
-            _finish(session, dataset, status=DatasetStatus.failed, error=why)
-            raise
-        published = _finish(session, dataset, status=DatasetStatus.ready, error=None, **out)
+        # A build that fails or is cancelled raises; the job's end settles the row (workers.settle).
+        out = build(session, ctx.rt.blobs, dataset, settings.work_dir,
+                    lambda done, total: ctx.progress(done, total, f"{done}/{total} images"))
+        published = _publish(session, dataset, **out)
         if not published:
             raise RuntimeError(f"dataset {dataset.key} was deleted or rebuilt by another job meanwhile")
         evicted = evict(ctx.rt, session, settings.dataset_cache_bytes, keep=frozenset({dataset.key}))
@@ -39,11 +34,11 @@ def build_dataset(ctx: JobContext, dataset_id: int) -> dict:
             "built": True}
 
 
-def _finish(session, dataset: Dataset, **values) -> bool:
-    """Publish or fail the row, only if this job still owns the build (one UPDATE)."""
+def _publish(session, dataset: Dataset, **values) -> bool:
+    """Publish the row, only if this job still owns the build (one UPDATE)."""
     done = session.execute(
         update(Dataset).where(Dataset.id == dataset.id, Dataset.status == DatasetStatus.building,
-                              Dataset.job_id == dataset.job_id).values(**values)
+                              Dataset.job_id == dataset.job_id).values(status=DatasetStatus.ready, error=None, **values)
     ).rowcount
     session.commit()
     return bool(done)
