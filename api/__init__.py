@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from flask import Flask, request
 
 from api.errors import ApiError
@@ -16,7 +18,8 @@ def create_app(config=None) -> Flask:
     from api.auth import init_auth
     from api.errors import register_error_handlers
     from api.extensions import db, rest, socketio
-    from api.realtime import register_socketio_handlers
+    from api.live_access import AccessManager
+    from api.realtime import forbidden_rooms, register_socketio_handlers
     from store.settings import load_settings
     from workers.celery_app import create_celery
     from workers.runtime import Runtime
@@ -51,9 +54,11 @@ def create_app(config=None) -> Flask:
     init_auth(app)
     _limit_json_bodies(app, settings.max_json_bytes)
     # Websocket only: a connection lives on one socket, so any number of API processes can serve it
-    # without sticky sessions (long polling would need them); events reach every process via Redis.
+    # without sticky sessions (long polling would need them); events reach every process via Redis,
+    # and so do changes of access (`api.live_access`).
+    manager = AccessManager(settings.redis_url, runtime.keys.socketio_channel, partial(forbidden_rooms, app))
     socketio.init_app(
-        app, async_mode="threading", message_queue=settings.redis_url, channel=runtime.keys.socketio_channel,
+        app, async_mode="threading", client_manager=manager,
         transports=["websocket"], cors_allowed_origins=[], logger=False, engineio_logger=False,
     )
     register_socketio_handlers()

@@ -8,7 +8,8 @@ from sqlalchemy import func, select
 from api.auth import current_user, project_access, require_role
 from api.blueprint import Blueprint, ensure_name_free, page
 from api.errors import ApiError
-from api.extensions import db
+from api.extensions import db, runtime
+from api.live_access import recheck_project, recheck_user
 from api.schemas import MemberIn, MembershipOut, MemberPage, PageQuery, ProjectIn, ProjectOut, ProjectPage, ProjectPatch
 from store.schema import Job, JobStatus, Membership, Project, Role, User
 
@@ -86,8 +87,10 @@ class ProjectItem(MethodView):
         )
         if busy:
             raise ApiError(409, f"project {project.id} has {busy} unfinished job(s); cancel them first")
+        members = db.session.scalars(select(Membership.user_id).where(Membership.project_id == project.id)).all()
         db.session.delete(project)
         db.session.commit()
+        recheck_project(runtime(), project_id, members)  # its sockets leave its rooms
 
 
 def member_out(m: Membership) -> dict:
@@ -115,6 +118,7 @@ class MemberItem(MethodView):
         if user is None:
             raise ApiError(404, f"user {user_name!r} not found")
         membership = db.session.get(Membership, (project_id, user.id))
+        changed = membership is not None and membership.role is not data["role"]
         if membership is None:
             membership = Membership(project_id=project_id, user_id=user.id, role=data["role"])
             db.session.add(membership)
@@ -123,6 +127,8 @@ class MemberItem(MethodView):
                 _keep_an_admin(project_id, user.id)
             membership.role = data["role"]
         db.session.commit()
+        if changed:
+            recheck_user(runtime(), user.id)  # the rooms' rule (`api.realtime`) decides what the new role sees
         db.session.refresh(membership)
         return member_out(membership)
 
@@ -137,6 +143,7 @@ class MemberItem(MethodView):
             _keep_an_admin(project_id, user.id)
         db.session.delete(membership)
         db.session.commit()
+        recheck_user(runtime(), user.id)  # their sockets leave the project's rooms
 
 
 def _keep_an_admin(project_id: int, leaving_user_id: int) -> None:

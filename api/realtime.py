@@ -1,17 +1,19 @@
 """Socket.IO: a client presents its token when it connects and joins only rooms it may see.
 
 Rooms: `project:<id>` (every job event of a project) and `job:<id>` (one job). Events are emitted by
-any process through the Redis message queue; this server relays them to the rooms' clients.
+any process through the Redis message queue; this server relays them to the rooms' clients. Access is
+checked again when it changes (`api.live_access`): a socket leaves the rooms its user lost.
 """
 
 from __future__ import annotations
 
-from flask import session
+from flask import Flask, session
 from flask_socketio import ConnectionRefusedError, join_room, leave_room
 
 from api.auth import authenticate, may_see_job, role_in, token_from_request
 from api.extensions import db, socketio
-from store.accounts import Caller, caller_for_user
+from api.live_access import token_room, user_room
+from store.accounts import Caller, caller_for_token, caller_for_user
 from store.schema import Job
 
 
@@ -45,13 +47,32 @@ def _room_allowed(user: Caller, data) -> tuple[str | None, str | None]:
     return None, "send {'project': <id>} or {'job': <id>}"
 
 
+def forbidden_rooms(app: Flask, user_id: int | None, rooms: list[str]) -> list[str]:
+    """Those of a socket's `rooms` (`project:<id>`, `job:<id>`) its user may no longer see."""
+    with app.app_context():
+        user = caller_for_user(db.session, user_id) if user_id is not None else None
+        return [room for room in rooms if user is None or _room_allowed(user, _as_request(room))[0] != room]
+
+
+def _as_request(room: str) -> dict:
+    kind, _, value = room.partition(":")
+    return {"project": int(value)} if kind == "project" else {kind: value}
+
+
 def register_socketio_handlers() -> None:
     @socketio.on("connect")
     def _connect(auth=None):
-        user = authenticate(_token(auth))
+        token = _token(auth)
+        user = authenticate(token)
         if user is None:
             raise ConnectionRefusedError("invalid or missing token: connect with auth={'token': <token>}")
         session["user_id"] = user.id
+        join_room(user_room(user.id))  # so that a change of access finds this socket in any process
+        if user.token_id is not None:
+            join_room(token_room(user.token_id))
+            db.session.rollback()  # a fresh read: revoked meanwhile, before the revocation could find this socket?
+            if caller_for_token(db.session, token) is None:
+                raise ConnectionRefusedError("invalid or revoked token")
         return True
 
     @socketio.on("join")
@@ -63,6 +84,11 @@ def register_socketio_handlers() -> None:
         if room is None:
             return {"ok": False, "error": reason}
         join_room(room)
+        db.session.rollback()  # a fresh read: removed meanwhile, before the eviction could find this socket?
+        again, reason = _room_allowed(user, data)
+        if again is None:
+            leave_room(room)
+            return {"ok": False, "error": reason}
         return {"ok": True, "room": room}
 
     @socketio.on("leave")
