@@ -11,11 +11,15 @@ before reading the next, so no event published after it reaches an evicted socke
 from __future__ import annotations
 
 import json
+import logging
 from typing import Callable, Iterable
 
+from redis.exceptions import RedisError
 from socketio import RedisManager
 
 from workers.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 METHOD = "loopline.access"
 NAMESPACE = "/"
@@ -34,7 +38,10 @@ def publish(rt: Runtime, *, recheck: Iterable[str] = (), disconnect: Iterable[st
     """Sockets in `recheck` rooms re-check every project and job room they are in; sockets in
     `disconnect` rooms are disconnected. Call after the commit: the re-check reads the catalog."""
     message = {"method": METHOD, "recheck": list(recheck), "disconnect": list(disconnect)}
-    rt.redis.publish(rt.keys.socketio_channel, json.dumps(message))
+    try:
+        rt.redis.publish(rt.keys.socketio_channel, json.dumps(message))
+    except RedisError:  # the change is committed; while Redis is away no event reaches any socket either
+        log.warning("could not publish a Socket.IO access change (Redis unreachable): %s", message)
 
 
 def recheck_user(rt: Runtime, user_id: int) -> None:

@@ -7,6 +7,7 @@ write to the same file; PostgreSQL needs nothing special.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -14,6 +15,8 @@ from typing import Iterator
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str, **kwargs) -> Engine:
@@ -104,9 +107,13 @@ def after_commit(session: Session, action) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
+    """The transaction is done whatever an action does: one that fails is logged, the others still run."""
     actions = session.info.pop("after_commit", [])
     for action in actions:
-        action()
+        try:
+            action()
+        except Exception:  # noqa: BLE001 - nothing to roll back any more
+            log.exception("an action after a commit failed")
 
 
 @event.listens_for(Session, "after_rollback")

@@ -17,6 +17,7 @@ import time
 
 from celery import current_app, shared_task, signals
 from celery.exceptions import SoftTimeLimitExceeded
+from redis.exceptions import RedisError
 from sqlalchemy import select, update
 
 from store.schema import Job, JobStatus
@@ -176,7 +177,12 @@ class JobContext:
             raise JobCancelled(self.id)
 
     def cancelled(self) -> bool:
-        return bool(self.rt.redis.exists(self.rt.keys.job_cancel(self.id)))
+        """The Redis flag, for a cancel within 0.2 s. While Redis is away the job goes on: the row's
+        cancel_requested still reaches it at the next progress write."""
+        try:
+            return bool(self.rt.redis.exists(self.rt.keys.job_cancel(self.id)))
+        except RedisError:
+            return False
 
     def check_cancelled(self) -> None:
         if self.cancelled():

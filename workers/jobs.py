@@ -124,7 +124,6 @@ def cancel(celery: Celery, runtime: Runtime, session: Session, job_id: str) -> J
         ).rowcount
         if not asked:
             status = session.scalar(select(Job.status).where(Job.id == job_id))
-            session.rollback()
             raise JobStateError(f"job {job_id} is already {status.value if status else 'gone'}")
         after_commit(session, lambda: _announce_cancel(celery, runtime, job_id))
     else:

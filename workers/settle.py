@@ -4,7 +4,7 @@
 - `dataset.build`: a build that did not succeed leaves its dataset `failed` with the reason, which the next
   request for the same definition builds again; a succeeded build has already published the row.
 - `checkpoint.train`: failed → the checkpoint is trainable again (`failed`, starting weights kept);
-  cancelled → `cancelled` with the weights of its last finished epoch.
+  cancelled → `cancelled` with the weights of its last finished epoch, or `fresh` if none had finished.
 - `deployment.build`: failed or cancelled → the deployment says so (it never stays `building`).
 - `ingest`: the upload's staging folder is removed once the end is committed.
 
@@ -39,11 +39,17 @@ def _dataset(runtime, session, job: Job) -> None:
 
 
 def leave_training(session, checkpoint_id: int, job_id: str, status: CheckpointStatus) -> None:
-    """End a run that did not finish, if the checkpoint still trains in that job. Cancelled: the last finished
-    epoch's weights (`state["state_key"]`) become the checkpoint's. Failed: the starting weights stay (the
-    saved epochs stay in `state` for a look)."""
+    """End a run that did not finish, if the checkpoint still trains in that job. Cancelled after an epoch:
+    the last finished epoch's weights (`state["state_key"]`) become the checkpoint's. Cancelled before any
+    epoch finished (still queued, or in its first): nothing changed, so it is `fresh` and trainable again.
+    Failed: the starting weights stay (the saved epochs stay in `state` for a look)."""
     state = session.scalar(select(Checkpoint.state).where(Checkpoint.id == checkpoint_id)) or {}
-    extra = {"weights_key": state["state_key"]} if status is CheckpointStatus.cancelled and state.get("state_key") else {}
+    extra = {}
+    if status is CheckpointStatus.cancelled:
+        if state.get("state_key"):
+            extra = {"weights_key": state["state_key"]}
+        else:
+            status = CheckpointStatus.fresh
     session.execute(update(Checkpoint).where(Checkpoint.id == checkpoint_id, Checkpoint.job_id == job_id,
                                              Checkpoint.status == CheckpointStatus.training)
                     .values(**checkpoint_end_values(status, **extra)))

@@ -1,4 +1,5 @@
-"""The reaper's loop: reap dead runs, then dispatch the outbox, pass after pass, through any outage.
+"""The reaper's loop: reap dead runs, then dispatch the outbox, pass after pass, through any outage; every
+`collect_interval` seconds a pass also runs the collector (`workers.collector`).
 
 When Redis or the catalog is unreachable a pass fails as a whole; the loop logs that once, backs off
 (doubling, up to MAX_BACKOFF) and logs again when the services answer, instead of crash-looping.
@@ -7,12 +8,14 @@ When Redis or the catalog is unreachable a pass fails as a whole; the loop logs 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Callable
 
 from celery import Celery
 
 from store.settings import Settings
+from workers.collector import collect_if_due
 from workers.outbox import dispatch
 from workers.reaper import reap
 from workers.runtime import Runtime
@@ -36,10 +39,19 @@ class Sweeper:
         if report.requeued or report.failed or sent["sent"] or sent["expired"]:
             self.echo(f"checked {report.checked} running, requeued {len(report.requeued)}, failed "
                       f"{len(report.failed)}; sent again {len(sent['sent'])}, expired {len(sent['expired'])}")
+        try:  # every collect_interval: blobs, staging and scratch no row names (workers.collector)
+            collected = collect_if_due(self.runtime)
+        except OSError as exc:  # a file it cannot remove must not stop the reaper
+            self.echo(f"collector: {type(exc).__name__}: {exc}")
+        else:
+            if collected:
+                self.echo(f"collector: {collected.summary()}")
 
-    def run_forever(self, interval: float) -> None:
+    def run_forever(self, interval: float, stop: threading.Event | None = None) -> None:
+        """Pass after pass until `stop` is set (never, for the `loopline reaper` process)."""
+        stop = stop or threading.Event()
         backoff = interval
-        while True:
+        while not stop.is_set():
             try:
                 self.sweep()
             except Exception as exc:  # noqa: BLE001 - an outage of Redis or the catalog: wait it out
@@ -47,10 +59,13 @@ class Sweeper:
                     self.failing_since = time.monotonic()
                     self.echo(f"reaper: services unreachable ({type(exc).__name__}: {exc}); backing off")
                 backoff = min(MAX_BACKOFF, backoff * 2)
-                time.sleep(backoff)
+                stop.wait(backoff)
                 continue
             if self.failing_since is not None:
                 self.echo(f"reaper: services answer again after {time.monotonic() - self.failing_since:.0f} s")
                 self.failing_since = None
             backoff = interval
-            time.sleep(interval)
+            stop.wait(interval)
+
+    def close(self) -> None:
+        self.runtime.close()
