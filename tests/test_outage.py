@@ -149,3 +149,16 @@ def test_a_redis_restart_loses_no_accepted_job(stack):
     # the reaper's loop said once that the services were gone and once that they were back
     assert sum("unreachable" in m for m in stack["messages"]) == 1
     assert sum("answer again" in m for m in stack["messages"]) == 1
+
+
+def test_an_unreachable_catalog_answers_503_with_retry_after(settings, tokens):
+    """Nothing can be accepted without the catalog: the answer says so and when to try again, never a 500."""
+    from api import create_app
+
+    down = settings.model_copy(update={"database_url": "postgresql+psycopg://postgres@127.0.0.1:1/none"})
+    client = create_app(down).test_client()
+    res = client.post("/api/jobs", json={"kind": "probe", "queue": "inference", "project_id": None},
+                      headers={"Authorization": f"Bearer {tokens['alice']}"})
+    assert res.status_code == 503, res.get_json()
+    assert res.headers["Retry-After"].isdigit()
+    assert res.get_json()["error"]["code"] == "unavailable" and "catalog" in res.get_json()["error"]["message"]
