@@ -1,4 +1,4 @@
-"""The `loopline` command: migrations, users and tokens, worker pools, the reaper, and `up`."""
+"""The `loopline` command: migrations, users and tokens, worker pools, the reaper, the collector, and `up`."""
 
 from __future__ import annotations
 
@@ -185,6 +185,17 @@ def reaper(interval: float, once: bool) -> None:
         sweeper.sweep()
         return
     sweeper.run_forever(interval)
+
+
+@main.command()
+@click.option("--grace", type=click.FloatRange(min=0), help="seconds [default: LOOPLINE_BLOB_GRACE_SECONDS]")
+def collect(grace: float | None) -> None:
+    """Delete now what no catalog row names: blobs and temp files older than the grace, staging and
+    scratch folders of jobs that ended (the reaper's loop does this every LOOPLINE_COLLECT_INTERVAL s)."""
+    from workers.collector import collect as collect_pass
+    from workers.runtime import Runtime
+
+    click.echo(collect_pass(Runtime(load_settings()), grace=grace).summary())
 
 
 @main.command()

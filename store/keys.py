@@ -30,6 +30,11 @@ class RedisKeys:
     def reaper_lock(self) -> str:
         return f"{self.prefix}:reaper:lock"
 
+    @property
+    def collector_pass(self) -> str:
+        """Set for `collect_interval` seconds by the process that starts a collector pass."""
+        return f"{self.prefix}:collector:pass"
+
     def active_deployment(self, project_id: int, task: str) -> str:
         """The id of a project's active deployment for a task (set on activation; the catalog is the truth)."""
         return f"{self.prefix}:project:{project_id}:active:{task}"

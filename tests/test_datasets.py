@@ -14,8 +14,10 @@ import requests
 import tensorflow as tf
 
 from tests.conftest import unique
+from tests.support.blobs import age
 from tests.support.ingest import image_ids, ingest
 from tests.support.scenes import COLOURS, layout, scene
+from workers.collector import collect_blobs
 from workers.datasets import evict
 
 FEATURES = {
@@ -213,7 +215,7 @@ def test_bad_requests_name_what_is_wrong(alice, carol, labelled, sql):
     assert {"detection@1", "suggest@1", "classification@1"} <= set(names)
 
 
-def test_eviction_removes_the_least_recently_used_rows_and_files(alice, labelled, runtime):
+def test_eviction_removes_the_least_recently_used_rows_and_the_collector_their_files(alice, labelled, runtime):
     old = built(alice, labelled, handler="classification@1", size=32, seed=1)
     new = built(alice, labelled, handler="classification@1", size=32, seed=2)
     alice.get(f"/api/datasets/{new['key']}/archive")  # used last
@@ -222,6 +224,10 @@ def test_eviction_removes_the_least_recently_used_rows_and_files(alice, labelled
         evicted = evict(runtime, session, quota_bytes=new["size_bytes"], keep=frozenset())
     assert old["key"] in evicted and new["key"] not in evicted
     assert alice.get(f"/api/datasets/{old['key']}").status_code == 404
+    assert runtime.blobs.exists(old_blob)  # only the row went; the file waits for the collector
+    age(runtime.blobs, old_blob, new["sha256"])
+    collected = collect_blobs(runtime, grace=runtime.settings.blob_grace_seconds)
+    assert old_blob in collected and new["sha256"] not in collected
     assert not runtime.blobs.exists(old_blob)
     assert alice.get(f"/api/datasets/{new['key']}/archive").status_code == 200
 

@@ -65,7 +65,7 @@ def build(session, blobs, dataset: Dataset, work_root: Path, progress: Callable[
     handler = default_registry().get(f"{dataset.handler}@{dataset.handler_version}")
     labels = LabelMapSpec(tuple(e.label_class.name for e in label_map.entries))
     total, samples = sample_stream(session, blobs, dataset)
-    work = fresh_scratch(work_root, f"dataset-{dataset.key[:16]}-")
+    work = fresh_scratch(work_root, f"dataset-{dataset.key[:16]}-", dataset.job_id)
     try:
         return _write(work, blobs, dataset, handler, labels, total, samples, progress)
     finally:

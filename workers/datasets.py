@@ -186,8 +186,8 @@ def _same(column, value):
 
 def evict(runtime, session, quota_bytes: int, keep: frozenset[str] = frozenset()) -> list[str]:
     """Delete ready datasets, least recently used first, until their total size fits `quota_bytes`.
-    Each row goes before its file (in that order, so the catalog never names a missing file); one
-    eviction runs at a time; datasets being trained on are kept. Returns the evicted keys."""
+    Only rows go: the blob collector deletes each zip once no row names it (so the catalog never names a
+    missing file); one eviction runs at a time; datasets being trained on are kept. Returns the evicted keys."""
     evicted: list[str] = []
     with runtime.redis.lock(runtime.keys.eviction_lock, timeout=120, blocking_timeout=120):
         ready = session.execute(
@@ -203,8 +203,6 @@ def evict(runtime, session, quota_bytes: int, keep: frozenset[str] = frozenset()
                 continue
             session.execute(delete(Dataset).where(Dataset.id == row.id))
             session.commit()
-            if row.blob_key and not session.scalar(select(Dataset.id).where(Dataset.blob_key == row.blob_key)):
-                runtime.blobs.delete(row.blob_key)
             total -= row.size_bytes
             evicted.append(row.key)
     return evicted

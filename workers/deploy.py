@@ -49,7 +49,7 @@ def deploy(ctx: JobContext, deployment_id: int, activate_it: bool) -> dict:
 def _export(ctx: JobContext, deployment_id: int, weights_key: str) -> tuple[str, float]:
     from models import export, networks, training  # TensorFlow: only the deployment pool gets here
 
-    work = fresh_scratch(ctx.rt.settings.work_dir, f"deploy-{deployment_id}-")
+    work = fresh_scratch(ctx.rt.settings.work_dir, f"deploy-{deployment_id}-", ctx.id)
     try:
         keras_path = work / "model.keras"
         ctx.rt.blobs.save_as(weights_key, keras_path)

@@ -223,7 +223,9 @@ class Ingestor:
     """Stores images into one project on behalf of one job.
 
     A group's rows are committed only after all its blobs are durable, so a crash leaves whole images;
-    a redelivered job redoes at most one group (blobs are content-addressed, so rewriting is harmless)."""
+    a redelivered job redoes at most one group (blobs are content-addressed, so rewriting is harmless).
+    The group's blobs are held (`BlobStore.hold`) from the put until the commit, so the collector never
+    deletes a blob this group reuses between the two."""
 
     def __init__(self, sessions, blobs, settings: Settings, *, project_id: int, job_id: str, user_id: int | None):
         self.sessions, self.blobs = sessions, blobs
@@ -252,16 +254,17 @@ class Ingestor:
                     except ImageRejected as exc:
                         plan.append(("bad", exc))
             new = [(i, p[1]) for i, p in enumerate(plan) if p[0] == "new"]
-            keys = iter(self.blobs.put_many([b for _, image in new for b in (image.data, image.thumbnail)]))
-            rows = {i: self._row(group[i][0], hashes[i], image, next(keys), next(keys)) for i, image in new}
-            session.add_all(rows.values())
-            try:
-                session.commit()
-            except IntegrityError:  # the same bytes landed from another upload a moment ago
-                session.rollback()
-                if len(group) == 1:
-                    raise
-                return [entry for one in group for entry in self.store([one], report)]
+            with self.blobs.hold() as held:  # no blob of the group is collected before its rows are committed
+                keys = iter(held.put_many([b for _, image in new for b in (image.data, image.thumbnail)]))
+                rows = {i: self._row(group[i][0], hashes[i], image, next(keys), next(keys)) for i, image in new}
+                session.add_all(rows.values())
+                try:
+                    session.commit()
+                except IntegrityError:  # the same bytes landed from another upload a moment ago
+                    session.rollback()
+                    if len(group) == 1:
+                        raise
+                    return [entry for one in group for entry in self.store([one], report)]
         return [self._entry(report, name, plan[i], rows, i) for i, (name, _) in enumerate(group)]
 
     def _row(self, name: str, sha: str, image, blob_key: str, thumb_key: str) -> Image:

@@ -15,7 +15,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from models.architectures import Architecture, get_architecture
 from store.schema import Checkpoint, CheckpointStatus, Dataset, DatasetStatus
@@ -45,7 +45,7 @@ def train(ctx: JobContext, checkpoint_id: int) -> dict:
     plan = _plan(ctx, checkpoint_id)
     if isinstance(plan, dict):
         return plan  # finished by an earlier delivery of this job
-    work = fresh_scratch(ctx.rt.settings.work_dir, f"train-{checkpoint_id}-")
+    work = fresh_scratch(ctx.rt.settings.work_dir, f"train-{checkpoint_id}-", ctx.id)
     try:
         return Run(ctx, plan, work).run()  # a run that raises is settled by the job's end (workers.settle)
     finally:
@@ -105,7 +105,7 @@ class Run:
             if val_ds is not None:
                 initial = training.evaluate(model, val_ds)
                 self.curve = [{"epoch": 0, **_rounded(initial)}]
-                self._save_state({**self.state, "device": device, "initial": _rounded(initial)}, None)
+                self._save_state({**self.state, "device": device, "initial": _rounded(initial)})
         stopper = (training.EarlyStopping(**{k: v for k, v in params["early_stopping"].items() if k != "restore_best"},
                                           **self.state.get("early_stopping_state", {}))
                    if params.get("early_stopping") else None)
@@ -189,15 +189,15 @@ class Run:
                                              if k in ("best", "best_epoch", "wait")}
             if stopper.best_epoch == epoch:
                 state["best_key"] = key
-        self._save_state(state, keep={key, state.get("best_key")})
+        self._save_state(state)
         epochs = self.params["epochs"]
         self.ctx.progress(epoch / epochs, None, f"epoch {epoch}/{epochs} done"
                           + (f" · val_loss {entry['val_loss']:.4f}" if "val_loss" in entry else "")
                           + (" · stopping early" if stop else ""), force=True, epoch_summary=entry, curve=self.curve)
 
-    def _save_state(self, state: dict, keep: set | None) -> None:
-        """Name the new epoch file in one conditional UPDATE, then drop the epoch file it replaces."""
-        old = {self.state.get("state_key"), self.state.get("best_key")} - {None}
+    def _save_state(self, state: dict) -> None:
+        """Name the new epoch file in one conditional UPDATE; the file it replaces is left to the blob
+        collector (workers/collector.py), which deletes it once no row names it."""
         with self.ctx.rt.sessions() as session:
             done = session.execute(
                 update(Checkpoint).where(Checkpoint.id == self.plan.checkpoint_id, Checkpoint.job_id == self.ctx.id,
@@ -207,13 +207,6 @@ class Run:
             if not done:
                 raise RuntimeError(f"checkpoint {self.plan.checkpoint_id} no longer trains in this job")
             self.state = state
-            if keep is not None:
-                for key in old - keep:
-                    self._drop_unreferenced(session, key)
-
-    def _drop_unreferenced(self, session, key: str) -> None:
-        if not session.scalar(select(Checkpoint.id).where(Checkpoint.weights_key == key).limit(1)):
-            self.blobs.delete(key)
 
     def _finish(self, stopper) -> dict:
         state, params = self.state, self.params
@@ -232,14 +225,18 @@ class Run:
                 update(Checkpoint).where(Checkpoint.id == self.plan.checkpoint_id, Checkpoint.job_id == self.ctx.id,
                                          Checkpoint.status == CheckpointStatus.training)
                 .values(**checkpoint_end_values(CheckpointStatus.trained, weights_key=final_key, metrics=metrics,
-                                        curve=self.curve))).rowcount
+                                        curve=self.curve, state=_without_epoch_files(state)))).rowcount
             session.commit()
             if not done:
                 raise RuntimeError(f"checkpoint {self.plan.checkpoint_id} no longer trains in this job")
-            for key in {state.get("state_key"), state.get("best_key")} - {None, final_key}:
-                self._drop_unreferenced(session, key)
         return {"checkpoint_id": self.plan.checkpoint_id, "metrics": metrics, "epochs": state["epochs_done"],
                 "device": state.get("device")}
+
+
+def _without_epoch_files(state: dict) -> dict:
+    """A trained checkpoint's state: the epoch files stop being named (the weights name the one kept), so
+    the collector deletes the others."""
+    return {k: v for k, v in state.items() if k not in ("state_key", "best_key")}
 
 
 def _rounded(logs: dict) -> dict:
