@@ -98,7 +98,7 @@ def main() -> None:
             try:
                 if requests.get(url + "/api/health", timeout=1).ok:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or still importing the app (a read timeout)
                 time.sleep(0.1)
         else:
             raise SystemExit("API server did not start")

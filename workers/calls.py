@@ -4,11 +4,19 @@ Suggestions must answer in tens of milliseconds, so they are not Jobs (no catalo
 the caller sends the task with a reply key and waits on BLPOP; the worker pushes one JSON answer there
 (with an expiry, so an answer nobody waits for any more does not stay). The message itself expires
 (`expires` of the inference queue), so work nobody waits for is dropped rather than run late.
+
+Calls stay out of Celery's task events, which every job and pipeline stage sends (ARCHITECTURE.md,
+Monitoring): hundreds of suggestions a second would push the jobs out of Flower's task list, and the
+four events of a call (sent, received, started, succeeded) cost more CPU than the rest of its send.
+The call task sets `send_events=False` (workers/tasks/inference.py); the message goes through a twin of
+the caller's Celery app made with `sent_events=False` (Celery reads `task_send_sent_event` from the app's
+configuration on every send and has no per-message switch).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 
@@ -33,10 +41,27 @@ def call(celery, runtime, name: str, payload: dict, timeout: float) -> dict:
     queue = CALLS[name]
     # What `celery inspect` shows of the arguments (kwargsrepr) is the payload's keys and the reply key: Celery's
     # default, a safe repr of everything, cost ~15% of the send's CPU on the suggestion path.
-    celery.send_task(task_name(name), kwargs={"payload": payload, "reply": reply, "sent_at": time.time()},
-                     queue=queue.value, routing_key=queue.value, **message_options(queue),
-                     argsrepr="()", kwargsrepr=f"payload {list(payload)}, reply {reply}")
+    quiet(celery).send_task(task_name(name), kwargs={"payload": payload, "reply": reply, "sent_at": time.time()},
+                            queue=queue.value, routing_key=queue.value, **message_options(queue),
+                            argsrepr="()", kwargsrepr=f"payload {list(payload)}, reply {reply}")
     return wait_answer(runtime, reply, timeout)
+
+
+_quiet_lock = threading.Lock()
+
+
+def quiet(celery):
+    """The caller's Celery app without `task-sent` events (made once per app): what sends call messages."""
+    twin = getattr(celery, "loopline_quiet", None)
+    if twin is None:
+        from workers.celery_app import create_celery
+
+        with _quiet_lock:
+            twin = getattr(celery, "loopline_quiet", None)
+            if twin is None:
+                celery.loopline_quiet = twin = create_celery(celery.loopline_settings, include_tasks=False,
+                                                             sent_events=False)
+    return twin
 
 
 def wait_answer(runtime, reply: str, timeout: float) -> dict:

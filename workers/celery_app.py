@@ -21,13 +21,16 @@ TASK_MODULES = [
 ]
 
 
-def create_celery(settings: Settings | None = None, *, include_tasks: bool = True) -> Celery:
+def create_celery(settings: Settings | None = None, *, include_tasks: bool = True, sent_events: bool = True) -> Celery:
     """A Celery app bound to `settings`. The API builds one without importing task modules and
-    sends tasks by name; workers build one with `include_tasks` so the tasks register."""
+    sends tasks by name; workers build one with `include_tasks` so the tasks register.
+    `sent_events=False` makes the sender of interactive calls (workers/calls.py): no `task-sent` events, and
+    not Celery's current app, so it never stands in for the process's own."""
     from workers.registry import task_routes
 
     settings = settings or load_settings()
-    app = Celery("loopline", broker=settings.redis_url, include=TASK_MODULES if include_tasks else [])
+    app = Celery("loopline", broker=settings.redis_url, include=TASK_MODULES if include_tasks else [],
+                 set_as_current=sent_events)
     exchange = Exchange("loopline", type="direct")
     app.conf.update(
         task_serializer="json",
@@ -48,7 +51,11 @@ def create_celery(settings: Settings | None = None, *, include_tasks: bool = Tru
             "visibility_timeout": max(s.visibility_timeout for s in QUEUES.values()),
             "unacked_key": unacked_key(None),
         },
-        task_send_sent_event=False,
+        # Celery's own monitoring (`celery -A workers events`, Flower) sees every task from the moment it
+        # is sent: `task-sent` from whoever sends it (the API, a pipeline stage handing on), then the
+        # worker's received / started / succeeded (or failed, retried, revoked). ARCHITECTURE.md, Monitoring.
+        task_send_sent_event=sent_events,
+        worker_send_task_events=True,
     )
     app.loopline_settings = settings
     return app

@@ -23,7 +23,8 @@ def worker_state():
     return rt, _STATE[id(rt)]
 
 
-@shared_task(name=task_name("suggest"), ignore_result=True, **task_options(Queue.inference))
+@shared_task(name=task_name("suggest"), ignore_result=True, send_events=False,  # no task events: workers/calls.py
+             **task_options(Queue.inference))
 def suggest_call(payload: dict, reply: str, sent_at: float) -> None:
     from workers.inference import suggest
 
