@@ -85,6 +85,8 @@ def _subscribe_now(sio, timeout: float = 5.0) -> None:
 
 
 def _limit_json_bodies(app: Flask, max_json: int) -> None:
+    from api.inputs import check_json_body
+
     @app.before_request
     def _json_only():
         if request.method in ("POST", "PUT", "PATCH") and request.path.startswith("/api/"):
@@ -93,3 +95,4 @@ def _limit_json_bodies(app: Flask, max_json: int) -> None:
                 raise ApiError(415, f"send JSON (Content-Type: application/json), not {request.mimetype or 'nothing'}")
             if request.is_json:
                 request.max_content_length = max_json
+                check_json_body()  # nesting, Unicode and 64-bit integers, before any schema

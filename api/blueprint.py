@@ -9,10 +9,17 @@ from webargs.flaskparser import FlaskParser
 
 from api.errors import ApiError
 from api.extensions import db
+from api.inputs import CHECKED
 
 
 class _Parser(FlaskParser):
     DEFAULT_VALIDATION_STATUS = 400
+
+    def _raw_load_json(self, req):
+        """The body `api.inputs` parsed and checked before the view (nesting, Unicode, 64-bit integers)."""
+        if CHECKED in req.environ:
+            return req.environ[CHECKED]
+        return super()._raw_load_json(req)
 
 
 class Blueprint(flask_smorest.Blueprint):

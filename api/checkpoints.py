@@ -14,10 +14,10 @@ from api.auth import current_user, require_role
 from api.blueprint import Blueprint, in_project, page
 from api.errors import ApiError, load_input
 from api.extensions import celery, db, runtime
-from api.files import send_blob
+from api.files import download_doc, send_blob
 from api.labels import get_label_map
 from api.model_schemas import (
-    ArchitectureList, CheckpointIn, CheckpointOut, CheckpointPage, CheckpointQuery, CheckpointTree,
+    ArchitectureList, CheckpointIn, CheckpointOut, CheckpointPage, CheckpointQuery, CheckpointTree, CheckpointUpload,
     CheckpointUploadForm, ForkIn, TrainIn,
 )
 from api.uploads import uploaded_files
@@ -78,13 +78,9 @@ class Checkpoints(MethodView):
         return page(q.order_by(Checkpoint.id), args, _payload)
 
     @bp.response(201, CheckpointOut)
-    @bp.doc(requestBody={"content": {
+    @bp.doc(requestBody={"required": True, "content": {
         "application/json": {"schema": CheckpointIn},
-        "multipart/form-data": {"schema": {"type": "object", "required": ["file", "architecture", "label_map_id"],
-                                           "properties": {"file": {"type": "string", "format": "binary"},
-                                                          "architecture": {"type": "string"},
-                                                          "label_map_id": {"type": "integer"},
-                                                          "name": {"type": "string"}}}},
+        "multipart/form-data": {"schema": CheckpointUpload},
     }})
     def post(self, project_id):
         """Make a root: JSON names an architecture (fresh weights from `seed`); multipart/form-data with a
@@ -112,7 +108,7 @@ class Checkpoints(MethodView):
 
 def _upload_root(project_id: int) -> dict:
     form = load_input(CheckpointUploadForm(), request.form.to_dict())
-    files = uploaded_files("file", what="the .keras file")
+    files = uploaded_files("file", what="the .keras file", form=True)
     if len(files) != 1:
         raise ApiError(400, "send exactly one .keras file as 'file'", fields={"file": ["exactly one file"]})
     architecture = _architecture(form["architecture"])
@@ -239,6 +235,7 @@ def _dataset_for(checkpoint: Checkpoint, data: dict) -> Dataset:
 
 @bp.route(f"{PROJECT}/<int:checkpoint_id>/weights")
 class Weights(MethodView):
+    @bp.doc(**download_doc("application/octet-stream", description="the `.keras` file"))
     def get(self, project_id, checkpoint_id):
         """The checkpoint's `.keras` file (weights with graph; loads with keras.models.load_model)."""
         require_role(project_id)

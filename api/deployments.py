@@ -10,7 +10,7 @@ from api.blueprint import Blueprint, in_project, page
 from api.checkpoints import get_checkpoint
 from api.errors import ApiError
 from api.extensions import celery, db, runtime
-from api.files import send_blob
+from api.files import download_doc, send_blob
 from api.model_schemas import DeploymentIn, DeploymentOut, DeploymentPage, DeploymentQuery
 from store.schema import Deployment, DeploymentStatus, DeploymentTask, Job, Role
 from workers import jobs as job_service
@@ -93,6 +93,7 @@ class Activate(MethodView):
 
 @bp.route("/<int:deployment_id>/model")
 class Model(MethodView):
+    @bp.doc(**download_doc("application/octet-stream", description="the ONNX model"))
     def get(self, project_id, deployment_id):
         """The ONNX model file (input `image`, NHWC float32 as `preprocessing` says; named outputs)."""
         require_role(project_id)

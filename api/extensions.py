@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from flask import Flask, current_app
+from apispec.ext.marshmallow import MarshmallowPlugin, OpenAPIConverter
 from flask_smorest import Api
 from flask_socketio import SocketIO
 from sqlalchemy.orm import Session, scoped_session
 
+from api.errors import ErrorSchema
 from workers.runtime import Runtime
 
 
@@ -36,6 +38,37 @@ def celery():
     return current_app.extensions["celery"]
 
 
+class _Converter(OpenAPIConverter):
+    def field2nullable(self, field, ret) -> dict:
+        """A nullable nested schema is the schema or null; apispec's OpenAPI 3.0 form also allows any object."""
+        attributes = super().field2nullable(field, ret)
+        for option in attributes.get("anyOf", []):
+            if option.get("nullable") and "$ref" not in option:
+                option["enum"] = [None]
+        return attributes
+
+
+class _MarshmallowPlugin(MarshmallowPlugin):
+    Converter = _Converter
+
+
+class LooplineApi(Api):
+    """flask-smorest documenting the API as it behaves: the error body `api.errors` sends on every
+    operation, the bounded path converters of `api.inputs`, nullable nested schemas that mean null."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def __init__(self, app=None, *, spec_kwargs=None, **kw):
+        spec_kwargs = {"marshmallow_plugin": _MarshmallowPlugin(), **(spec_kwargs or {})}
+        super().__init__(app, spec_kwargs=spec_kwargs, **kw)
+
+    def init_app(self, app: Flask, *args, **kw) -> None:
+        from api.inputs import register_converters
+
+        super().init_app(app, *args, **kw)
+        register_converters(app, self)  # before any blueprint adds a route
+
+
 db = Database()
-rest = Api()
+rest = LooplineApi()
 socketio = SocketIO()

@@ -21,3 +21,14 @@ def send_blob(key: str, *, mimetype: str, name: str, etag: str, cache_control: s
     response.set_etag(etag)
     response.headers["Cache-Control"] = cache_control
     return response.make_conditional(request.environ, accept_ranges=True, complete_length=size)
+
+
+def download_doc(*mimetypes: str, description: str) -> dict:
+    """`@bp.doc(**download_doc(...))` for a route answered by `send_blob`: the file's media types, a byte
+    range (206) and a matching `If-None-Match` (304)."""
+    content = {m: {"schema": {"type": "string", "format": "binary"}} for m in mimetypes}
+    return {"responses": {
+        "200": {"description": description, "content": content},
+        "206": {"description": "the byte range asked for with `Range`", "content": content},
+        "304": {"description": "not modified: `If-None-Match` names the current ETag"},
+    }}

@@ -11,9 +11,10 @@ from sqlalchemy import select
 
 from api.auth import project_access, require_role
 from api.blueprint import Blueprint
-from api.data_schemas import CocoExportQuery
+from api.data_schemas import CocoExportQuery, CocoImportUpload
 from api.errors import ApiError
 from api.extensions import db
+from api.inputs import load_json
 from api.labels import get_label_map
 from api.schemas import JobOut
 from api.uploads import ingest_files, staging, uploaded_files
@@ -26,10 +27,7 @@ bp = Blueprint("interop", __name__, url_prefix="/api/projects/<int:project_id>",
 @bp.route("/imports/coco")
 class CocoImport(MethodView):
     @bp.response(202, JobOut)
-    @bp.doc(requestBody={"content": {"multipart/form-data": {"schema": {"type": "object", "properties": {
-        "annotations": {"type": "string", "format": "binary", "description": "the COCO detection JSON"},
-        "files": {"type": "array", "items": {"type": "string", "format": "binary"},
-                  "description": "the images (or zips of them), matched to the JSON by file name"}}}}}})
+    @bp.doc(requestBody={"required": True, "content": {"multipart/form-data": {"schema": CocoImportUpload}}})
     def post(self, project_id):
         """Import a COCO detection file with its images. The JSON is checked now (400 lists every
         problem); the ingest job then stores the images and adds their boxes as accepted human boxes.
@@ -43,8 +41,8 @@ class CocoImport(MethodView):
             raise ApiError(400, "the COCO JSON is missing: send it in the multipart field 'annotations'",
                            fields={"annotations": ["required"]})
         try:
-            raw = json.load(io.TextIOWrapper(document.stream, encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raw = load_json(document.stream.read(), root="annotations")  # nesting, Unicode, 64-bit integers
+        except ValueError as exc:
             raise ApiError(400, f"'annotations' is not JSON: {exc}", fields={"annotations": [str(exc)]}) from None
         try:
             parse_coco(raw)
@@ -65,6 +63,8 @@ class CocoImport(MethodView):
 @bp.route("/exports/coco")
 class CocoExport(MethodView):
     @bp.arguments(CocoExportQuery, location="query")
+    @bp.doc(responses={"200": {"description": "the COCO detection JSON, as an attachment", "content": {
+        "application/json": {"schema": {"type": "object", "required": ["images", "annotations", "categories"]}}}}})
     def get(self, args, project_id):
         """The project's boxes (accepted by default) as a COCO detection JSON attachment. Every image is
         listed, with `file_name` = `<image id>.jpg|png` as served by `/images/<id>/file`. Category ids are

@@ -86,14 +86,14 @@ def _job_spec(data: dict, where: str = "") -> dict:
             "user_id": current_user().id}
 
 
-@bp.route("/<string:job_id>")
+@bp.route("/<string(length=36):job_id>")  # a job id is a UUID
 class JobItem(MethodView):
     @bp.response(200, JobOut)
     def get(self, job_id):
         return job_service.job_payload(visible_job(job_id))
 
 
-@bp.route("/<string:job_id>/cancel")
+@bp.route("/<string(length=36):job_id>/cancel")
 class JobCancel(MethodView):
     @bp.response(202, JobOut)
     def post(self, job_id):

@@ -57,7 +57,7 @@ class ClassItem(MethodView):
         require_role(project_id)
         return _get_class(project_id, class_id)
 
-    @bp.arguments(ClassPatch)
+    @bp.arguments(ClassPatch, required=False)  # no body changes nothing
     @bp.response(200, ClassOut)
     def patch(self, data, project_id, class_id):
         require_role(project_id, Role.admin)
@@ -144,7 +144,7 @@ class LabelMapItem(MethodView):
         require_role(project_id)
         return label_map_out(get_label_map(project_id, map_id))
 
-    @bp.arguments(LabelMapPatch)
+    @bp.arguments(LabelMapPatch, required=False)  # no body changes nothing
     @bp.response(200, LabelMapOut)
     def patch(self, data, project_id, map_id):
         """Rename or change the class list. A map that datasets or checkpoints were built from is frozen:

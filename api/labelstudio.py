@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from flask import request
 from flask.views import MethodView
+from marshmallow import EXCLUDE, Schema, fields, validate
 from sqlalchemy import select
 
 from api.auth import require_role
@@ -23,6 +23,7 @@ from api.blueprint import Blueprint
 from api.deployments import require_active
 from api.errors import ApiError
 from api.extensions import db, runtime
+from api.inputs import ID_MAX, Text
 from api.metrics import observe
 from api.pipelines import run_chain
 from store.schema import Image, Role
@@ -32,6 +33,39 @@ from workers.pipelines import plan
 bp = Blueprint("labelstudio", __name__, url_prefix="/api/projects/<int:project_id>/label-studio",
                description="Label Studio ML backend protocol")
 OWN_IMAGE = re.compile(r"/api/projects/(\d+)/images/(\d+)/file$")
+CONFIG_CHARS = 1_000_000
+
+
+class _LabelStudioIn(Schema):
+    class Meta:
+        unknown = EXCLUDE  # Label Studio sends more (project, hostname, access_token, ...) than is read here
+
+
+class LabelStudioSetupIn(_LabelStudioIn):
+    schema = Text(load_default="", validate=validate.Length(max=CONFIG_CHARS),
+                  metadata={"description": "the labeling config (XML)"})
+
+
+class LabelStudioPredictIn(_LabelStudioIn):
+    tasks = fields.List(fields.Dict(), required=True, validate=validate.Length(min=1, max=1000),
+                        metadata={"description": "Label Studio tasks; the image URL is in `data.<Image value>`"})
+    label_config = Text(load_default="", validate=validate.Length(max=CONFIG_CHARS))
+    params = fields.Dict(load_default=dict, metadata={"description": "`context.result` holds a drawn rectangle"})
+
+
+class LabelStudioHealth(Schema):
+    status = fields.String()
+    model_class = fields.String()
+    active_deployments = fields.Dict(keys=fields.String(), values=fields.Integer(allow_none=True))
+
+
+class LabelStudioSetup(Schema):
+    model_version = fields.String()
+
+
+class LabelStudioPredictions(Schema):
+    results = fields.List(fields.Dict(), metadata={"description": "one per task, in Label Studio's format"})
+    model_version = fields.String()
 
 
 def _controls(label_config: str) -> dict:
@@ -56,6 +90,7 @@ def _controls(label_config: str) -> dict:
 
 @bp.route("/health")
 class Health(MethodView):
+    @bp.response(200, LabelStudioHealth)
     def get(self, project_id):
         """`{"status": "UP"}` and the active deployments."""
         require_role(project_id)
@@ -66,10 +101,11 @@ class Health(MethodView):
 
 @bp.route("/setup")
 class Setup(MethodView):
-    def post(self, project_id):
+    @bp.arguments(LabelStudioSetupIn, required=False)
+    @bp.response(200, LabelStudioSetup)
+    def post(self, body, project_id):
         """Label Studio connects: answers the model version (the active deployment)."""
         require_role(project_id, Role.annotator)
-        body = request.get_json(silent=True) or {}
         controls = _controls(body.get("schema", ""))
         task = "suggestion" if "RectangleLabels" in controls else "classification"
         return {"model_version": f"loopline-deployment-{require_active(project_id, task, ' to predict with').id}"}
@@ -77,18 +113,18 @@ class Setup(MethodView):
 
 @bp.route("/predict")
 class Predict(MethodView):
-    def post(self, project_id):
+    @bp.arguments(LabelStudioPredictIn)
+    @bp.response(200, LabelStudioPredictions)
+    def post(self, body, project_id):
         """Predictions for Label Studio tasks, in its JSON format (`results`, one per task)."""
         require_role(project_id, Role.annotator)
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict) or not isinstance(body.get("tasks"), list) or not body["tasks"]:
-            raise ApiError(400, "send {'tasks': [...], 'label_config': '<View>...'}", fields={"tasks": ["required"]})
-        controls = _controls(body.get("label_config", ""))
+        controls = _controls(body["label_config"])
         kind = "RectangleLabels" if "RectangleLabels" in controls else "Choices"
         control = controls[kind]
         task = "suggestion" if kind == "RectangleLabels" else "classification"
         deployment = require_active(project_id, task, " to predict with")
-        context = ((body.get("params") or {}).get("context") or {}).get("result") or []
+        context = body["params"].get("context")
+        context = context.get("result") if isinstance(context, dict) else None
         items, raw = _items(project_id, body["tasks"], control["field"], context)
         stages = plan("suggest" if task == "suggestion" else "classify", [],
                       ["image" if i in raw else "url" for i in range(len(items))]).stages
@@ -99,17 +135,19 @@ class Predict(MethodView):
 
 
 def _items(project_id: int, tasks: list, field: str, context: list) -> tuple[list[dict], dict[int, bytes]]:
-    region = next(({k: r["value"][k] for k in ("x", "y", "width", "height")} for r in context
-                   if isinstance(r, dict) and isinstance(r.get("value"), dict) and "width" in r["value"]), None)
+    region = next(({k: float(r["value"][k]) for k in _PCT} for r in (context if isinstance(context, list) else [])
+                   if isinstance(r, dict) and isinstance(r.get("value"), dict) and _is_rectangle(r["value"])), None)
     items, raw = [], {}
     for i, t in enumerate(tasks):
-        url = (t.get("data") or {}).get(field) if isinstance(t, dict) else None
+        data = t.get("data")
+        url = data.get(field) if isinstance(data, dict) else None
         if not isinstance(url, str) or not url:
             raise ApiError(400, f"task {i} has no image URL in data.{field}", fields={f"tasks.{i}": ["no image"]})
         own = OWN_IMAGE.search(url.split("?")[0])
         if own and int(own.group(1)) == project_id:
-            image = db.session.scalar(select(Image).where(Image.id == int(own.group(2)),
-                                                          Image.project_id == project_id))
+            image_id = int(own.group(2))
+            image = None if image_id > ID_MAX else db.session.scalar(
+                select(Image).where(Image.id == image_id, Image.project_id == project_id))
             if image is None:
                 raise ApiError(404, f"task {i}: image {own.group(2)} not found in project {project_id}")
             raw[i] = runtime().blobs.read_bytes(image.blob_key)
@@ -120,6 +158,14 @@ def _items(project_id: int, tasks: list, field: str, context: list) -> tuple[lis
             item["region_pct"] = region  # Label Studio's percentages; preprocess knows the image's size
         items.append(item)
     return items, raw
+
+
+_PCT = ("x", "y", "width", "height")
+
+
+def _is_rectangle(value: dict) -> bool:
+    """A drawn rectangle: all four percentages, as numbers."""
+    return all(isinstance(value.get(k), (int, float)) and not isinstance(value.get(k), bool) for k in _PCT)
 
 
 def _result(out: dict, control: dict, kind: str, version: str) -> dict:

@@ -41,7 +41,8 @@ def observe(kind: str, deployment_id: int | None, timings: dict | None, outcome:
 
 @bp.route("/metrics")
 class Metrics(MethodView):
-    @bp.doc(security=[])
+    @bp.doc(security=[], responses={"200": {"description": "the Prometheus text format", "content": {
+        "text/plain": {"schema": {"type": "string"}}}}})
     def get(self):
         """Metrics in the Prometheus text format."""
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -3,7 +3,6 @@ inference queue, as one Celery chain; the API waits for the last stage's answer 
 
 from __future__ import annotations
 
-import json
 import time
 
 from celery import chain
@@ -17,8 +16,11 @@ from api.deployments import require_active
 from api.errors import ApiError, load_input
 from api.extensions import celery, runtime
 from api.images import check_urls
+from api.inputs import load_json
 from api.metrics import observe
-from api.model_schemas import PipelineList, PipelineRunForm, PipelineRunIn, PipelineRunOut, RegionIn
+from api.model_schemas import (
+    PipelineList, PipelineRunForm, PipelineRunIn, PipelineRunOut, PipelineRunUpload, RegionIn,
+)
 from api.uploads import uploaded_files
 from store.schema import Role
 from workers.calls import CallTimeout, wait_answer
@@ -40,11 +42,9 @@ class Pipelines(MethodView):
 @bp.route("/<string:name>/runs")
 class Runs(MethodView):
     @bp.response(200, PipelineRunOut)
-    @bp.doc(requestBody={"content": {
+    @bp.doc(requestBody={"required": True, "content": {
         "application/json": {"schema": PipelineRunIn},
-        "multipart/form-data": {"schema": {"type": "object", "required": ["project_id", "files"], "properties": {
-            "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-            "project_id": {"type": "integer"}, "then": {"type": "string"}, "regions": {"type": "string"}}}},
+        "multipart/form-data": {"schema": PipelineRunUpload},
     }})
     def post(self, name):
         """Run pipeline (or stage) `name` on a batch: JSON `items` of URLs, or multipart `files` (JPEG, PNG,
@@ -81,7 +81,7 @@ def _inputs() -> tuple[list[dict], dict[int, bytes], int, list[str]]:
     settings = runtime().settings
     if request.mimetype == "multipart/form-data":
         form = load_input(PipelineRunForm(), request.form.to_dict())
-        files = uploaded_files("files", what="images")
+        files = uploaded_files("files", what="images", form=True)
         if not 1 <= len(files) <= 64:
             raise ApiError(400, "send 1 to 64 images as 'files'", fields={"files": ["1 to 64 images"]})
         raw = {}
@@ -105,7 +105,7 @@ def _regions(text: str, n: int) -> list[dict | None]:
     if not text:
         return [None] * n
     try:
-        regions = json.loads(text)
+        regions = load_json(text, root="regions")
         if not isinstance(regions, list) or len(regions) != n:
             raise ValueError(f"a list of {n} (one per file)")
         return [None if r is None else RegionIn().load(r) for r in regions]

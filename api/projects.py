@@ -65,7 +65,7 @@ class ProjectItem(MethodView):
         project, role = project_access(project_id)
         return project_out(project, role)
 
-    @bp.arguments(ProjectPatch)
+    @bp.arguments(ProjectPatch, required=False)  # no body changes nothing
     @bp.response(200, ProjectOut)
     def patch(self, data, project_id):
         project, role = project_access(project_id, Role.admin)

@@ -9,7 +9,7 @@ from sqlalchemy import distinct, exists, func, select
 
 from api.auth import require_role
 from api.blueprint import Blueprint
-from api.data_schemas import ExamplesQuery, StatusQuery, SubsetQuery
+from api.data_schemas import ClassCountsOut, DistributionOut, ExamplesOut, ExamplesQuery, StatusQuery, SubsetQuery
 from api.extensions import db
 from api.labels import get_label_map
 from store.schema import Annotation, AnnotationStatus, Image, LabelClass, LabelMapEntry
@@ -26,6 +26,7 @@ def _images(project_id: int):
 @bp.route("/stats/classes")
 class ClassCounts(MethodView):
     @bp.arguments(StatusQuery, location="query")
+    @bp.response(200, ClassCountsOut)
     def get(self, args, project_id):
         """Boxes and images per class (boxes with the given status, accepted by default), and how many
         images have no box at all."""
@@ -55,6 +56,7 @@ class ClassCounts(MethodView):
 @bp.route("/stats/examples")
 class ClassExamples(MethodView):
     @bp.arguments(ExamplesQuery, location="query")
+    @bp.response(200, ExamplesOut)
     def get(self, args, project_id):
         """Up to `per_class` example boxes of every class (newest first), picked by a window function."""
         require_role(project_id)
@@ -79,6 +81,7 @@ class ClassExamples(MethodView):
 @bp.route("/label-maps/<int:map_id>/distribution")
 class LabelMapDistribution(MethodView):
     @bp.arguments(SubsetQuery, location="query")
+    @bp.response(200, DistributionOut)
     def get(self, args, project_id, map_id):
         """What a dataset built from this map would hold: accepted boxes and images per class id of the
         map, the number of images selected, and the data revision (it changes whenever any of them does)."""

@@ -7,6 +7,7 @@ import re
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
+from api.inputs import ID_MAX, INT64_MAX, NAME_PATTERN, Text
 from store.schema import JobStatus, Role
 from workers.queues import Queue
 from workers.registry import KINDS
@@ -23,7 +24,8 @@ class Strict(Schema):
 
 
 def Name(max_len: int = 128, **kw) -> fields.String:  # noqa: N802 - a field factory reads like a type
-    return fields.String(validate=[validate.Length(min=1, max=max_len), _printable], **kw)
+    kw["metadata"] = {"pattern": NAME_PATTERN, **kw.get("metadata", {})}  # what _printable checks
+    return Text(validate=[validate.Length(min=1, max=max_len), _printable], **kw)
 
 
 def _printable(value: str) -> None:
@@ -34,12 +36,16 @@ def _printable(value: str) -> None:
 
 
 def Id(**kw) -> fields.Integer:  # noqa: N802
-    return fields.Integer(strict=True, validate=validate.Range(min=1), **kw)
+    return fields.Integer(strict=True, validate=validate.Range(min=1, max=ID_MAX), **kw)
+
+
+def Description(**kw) -> fields.String:  # noqa: N802
+    return Text(validate=validate.Length(max=10_000), **kw)
 
 
 class PageQuery(Strict):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=INT64_MAX))
 
 
 def page_of(item_schema: type[Schema], name: str) -> type[Schema]:
@@ -68,6 +74,10 @@ class MembershipOut(Schema):
     created_at = fields.DateTime()
 
 
+class HealthOut(Schema):
+    status = fields.String(metadata={"description": "ok"})
+
+
 class MeOut(Schema):
     user = fields.Nested(UserOut)
     memberships = fields.List(fields.Dict())
@@ -75,12 +85,12 @@ class MeOut(Schema):
 
 class ProjectIn(Strict):
     name = Name(required=True)
-    description = fields.String(load_default="", validate=validate.Length(max=10_000))
+    description = Description(load_default="")
 
 
 class ProjectPatch(Strict):
     name = Name()
-    description = fields.String(validate=validate.Length(max=10_000))
+    description = Description()
 
 
 class ProjectOut(Schema):
@@ -101,19 +111,19 @@ class MemberIn(Strict):
 class ClassIn(Strict):
     name = Name(required=True)
     group = Name(allow_none=True, load_default=None, metadata={"description": "e.g. the brand of a logo"})
-    color = fields.String(allow_none=True, load_default=None, validate=validate.Regexp(r"^#[0-9a-fA-F]{6}$"))
-    description = fields.String(load_default="", validate=validate.Length(max=10_000))
+    color = Text(allow_none=True, load_default=None, validate=validate.Regexp(r"^#[0-9a-fA-F]{6}$"))
+    description = Description(load_default="")
 
 
 class ClassPatch(Strict):
     name = Name()
     group = Name(allow_none=True)
-    color = fields.String(allow_none=True, validate=validate.Regexp(r"^#[0-9a-fA-F]{6}$"))
-    description = fields.String(validate=validate.Length(max=10_000))
+    color = Text(allow_none=True, validate=validate.Regexp(r"^#[0-9a-fA-F]{6}$"))
+    description = Description()
 
 
 class ClassQuery(PageQuery):
-    group = fields.String()
+    group = Text(validate=validate.Length(max=128))
 
 
 class ClassOut(Schema):
@@ -128,9 +138,9 @@ class ClassOut(Schema):
 
 class LabelMapIn(Strict):
     name = Name(required=True)
-    description = fields.String(load_default="", validate=validate.Length(max=10_000))
-    classes = fields.List(Id(), required=True, validate=validate.Length(min=1, max=10_000),
-                          metadata={"description": "class ids in order; class id in the map = position + 1"})
+    description = Description(load_default="")
+    classes = fields.List(Id(), required=True, validate=validate.Length(min=1, max=10_000), metadata={
+        "uniqueItems": True, "description": "class ids in order; class id in the map = position + 1"})
 
     @validates("classes")
     def _unique(self, value, **_):
@@ -141,8 +151,8 @@ class LabelMapIn(Strict):
 
 class LabelMapPatch(LabelMapIn):
     name = Name()
-    description = fields.String(validate=validate.Length(max=10_000))
-    classes = fields.List(Id(), validate=validate.Length(min=1, max=10_000))
+    description = Description()
+    classes = fields.List(Id(), validate=validate.Length(min=1, max=10_000), metadata={"uniqueItems": True})
 
 
 class LabelMapEntryOut(Schema):
@@ -164,7 +174,7 @@ class LabelMapOut(Schema):
 
 # --- jobs --------------------------------------------------------------------------------------
 class JobIn(Strict):
-    kind = fields.String(required=True, validate=validate.OneOf(sorted(KINDS)))
+    kind = Text(required=True, validate=validate.OneOf(sorted(KINDS)))
     queue = fields.Enum(Queue, by_value=True, metadata={"description": "required for kinds that run on any queue"})
     project_id = Id(allow_none=True, load_default=None)
     params = fields.Dict(load_default=dict)
@@ -175,8 +185,8 @@ class JobBatchIn(Strict):
 
 
 class JobQuery(PageQuery):
-    project_id = fields.Integer(validate=validate.Range(min=1))
-    kind = fields.String()
+    project_id = fields.Integer(validate=validate.Range(min=1, max=ID_MAX))
+    kind = Text(validate=validate.Length(max=80))
     status = fields.Enum(JobStatus, by_value=True)
 
 

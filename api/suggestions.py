@@ -13,6 +13,7 @@ from api.blueprint import Blueprint
 from api.deployments import no_deployment
 from api.errors import ApiError, load_input
 from api.extensions import celery, db, runtime
+from api.inputs import ID_MAX
 from api.metrics import observe
 from api.model_schemas import SuggestionIn, SuggestionOut
 from store.db import write_gate
@@ -159,8 +160,8 @@ def register_socketio_suggestions(socketio) -> None:
         if g.user is None:
             return {"error": {"status": 401, "message": "not authenticated"}}
         try:
-            if not isinstance(data, dict) or not isinstance(data.get("project"), int) or not isinstance(
-                    data.get("image"), int):
+            if not isinstance(data, dict) or not all(type(data.get(k)) is int and 0 < data[k] <= ID_MAX
+                                                     for k in ("project", "image")):  # ids the catalog can hold
                 raise ApiError(400, "send {'project': id, 'image': id, 'region': {x, y, w, h}} or a 'point'")
             body = {k: v for k, v in data.items() if k in ("region", "point")}
             parsed = load_input(SuggestionIn(), body)

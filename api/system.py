@@ -9,7 +9,7 @@ from api.auth import current_user
 from api.blueprint import Blueprint
 from api.errors import ApiError
 from api.extensions import db, runtime
-from api.schemas import MeOut, QueueOut
+from api.schemas import HealthOut, MeOut, QueueOut
 from store.schema import Membership, Project
 from workers.queues import QUEUES
 
@@ -19,7 +19,7 @@ bp = Blueprint("system", __name__, url_prefix="/api", description="Health, ident
 @bp.route("/health")
 class Health(MethodView):
     @bp.doc(security=[])
-    @bp.response(200)
+    @bp.response(200, HealthOut)
     def get(self):
         """Liveness and readiness: the catalog and Redis answer. No token needed."""
         problems = {}

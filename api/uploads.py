@@ -8,6 +8,7 @@ from flask import request
 from api.auth import current_user
 from api.errors import ApiError
 from api.extensions import celery, db, runtime
+from api.inputs import clean_filename
 from store.blobs import BlobTooLarge
 from store.staging import Staging
 from workers import jobs as job_service
@@ -18,8 +19,16 @@ def staging() -> Staging:
     return Staging(runtime().settings.staging_dir)
 
 
-def uploaded_files(field: str = "files", what: str = "images and zips") -> list:
+def uploaded_files(field: str = "files", what: str = "images and zips", form: bool = False) -> list:
+    """The files of multipart field `field`; 400 for other file fields, and for any text field unless the
+    caller reads a `form` (with a Strict schema, which names unknown ones)."""
+    if request.form and not form:
+        unknown = sorted(request.form)
+        raise ApiError(400, f"unknown multipart fields {unknown}; send {what} as {field!r}",
+                       fields={k: ["unknown field"] for k in unknown})
     files = [f for f in request.files.getlist(field) if f is not None]
+    for f in files:
+        f.filename = clean_filename(f.filename)  # kept as metadata (job reports, checkpoint names) only
     unknown = sorted(set(request.files) - {field, "annotations"})
     if unknown:
         raise ApiError(400, f"unknown multipart fields {unknown}; send {what} as {field!r}",

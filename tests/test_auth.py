@@ -12,7 +12,8 @@ PUBLIC = {"/api/health"}
 
 
 def _concrete(rule: str) -> str:
-    return re.sub(r"<(?:\w+:)?(\w+)>", lambda m: "abc" if m.group(1) in ("job_id", "user_name") else "1", rule)
+    names = {"job_id": "0" * 36, "user_name": "abc"}  # a job id is a UUID's 36 characters
+    return re.sub(r"<(?:\w+(?:\([^)]*\))?:)?(\w+)>", lambda m: names.get(m.group(1), "1"), rule)
 
 
 def test_every_route_but_health_needs_a_token(app, anonymous):
