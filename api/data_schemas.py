@@ -4,27 +4,39 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from api.inputs import ID_MAX, File, Files, Text
 from api.schemas import Id, PageQuery, Strict, page_of
 from store.schema import AnnotationSource, AnnotationStatus, Verdict
 
 _COORD = {"allow_nan": False, "validate": validate.Range(min=0)}
-_SIZE = {"allow_nan": False, "validate": validate.Range(min=0, min_inclusive=False)}
+_SIZE = {"allow_nan": False, "validate": validate.Range(min=0, min_inclusive=False),
+         "metadata": {"exclusiveMinimum": True}}
 
 
 def QueryId(**kw) -> fields.Integer:  # noqa: N802 - a field factory reads like a type
-    return fields.Integer(validate=validate.Range(min=1), **kw)  # not strict: query strings are text
+    return fields.Integer(validate=validate.Range(min=1, max=ID_MAX), **kw)  # not strict: query strings are text
 
 
 class Revision(fields.Integer):
     def __init__(self, strict: bool = True, **kw):
         kw.setdefault("metadata", {"description": "the image's annotation revision you last read; 409 if it moved on"})
-        super().__init__(strict=strict, required=True, validate=validate.Range(min=0), **kw)
+        super().__init__(strict=strict, required=True, validate=validate.Range(min=0, max=ID_MAX), **kw)
 
 
 # --- images ------------------------------------------------------------------------------------
 class UrlsIn(Strict):
-    urls = fields.List(fields.String(validate=validate.Length(min=1, max=4096)), required=True,
+    urls = fields.List(Text(validate=validate.Length(min=1, max=4096)), required=True,
                        validate=validate.Length(min=1, max=10_000))
+
+
+class ImageUpload(Strict):
+    files = Files(required=True, metadata={"description": "images, or zips of images"})
+
+
+class CocoImportUpload(Strict):
+    annotations = File(required=True, metadata={"description": "the COCO detection JSON"})
+    files = Files(required=True, metadata={"description": "the images (or zips of them), matched to the JSON by "
+                                                          "file name"})
 
 
 class ImageQuery(PageQuery):
@@ -34,8 +46,8 @@ class ImageQuery(PageQuery):
     status = fields.Enum(AnnotationStatus, by_value=True, metadata={"description": "has a box with this status"})
     reviewed = fields.Boolean(metadata={"description": "true: some prediction was reviewed; false: some prediction awaits review"})
     failed = fields.Boolean(metadata={"description": "true: in the failed-cases set (a prediction was judged invalid)"})
-    job_id = fields.String(validate=validate.Length(max=36), metadata={"description": "added by this ingest job"})
-    order = fields.String(load_default="newest", validate=validate.OneOf(["newest", "oldest"]))
+    job_id = Text(validate=validate.Length(max=36), metadata={"description": "added by this ingest job"})
+    order = Text(load_default="newest", validate=validate.OneOf(["newest", "oldest"]))
 
 
 class ImageOut(Schema):
@@ -57,11 +69,20 @@ class ImageOut(Schema):
     thumbnail_url = fields.String()
 
 
+class ImageFormatsOut(Schema):
+    formats = fields.List(fields.String(), metadata={"description": "accepted upload formats (Pillow names)"})
+    mime_types = fields.List(fields.String())
+    zip = fields.Boolean(metadata={"description": "zips of images are accepted too"})
+    max_image_bytes = fields.Integer()
+    max_image_pixels = fields.Integer()
+    max_upload_items = fields.Integer()
+    max_request_bytes = fields.Integer()
+
+
 class ImageDeleted(Schema):
     image_id = fields.Integer()
     annotations_deleted = fields.Integer()
     reviews_deleted = fields.Integer()
-    blobs_deleted = fields.Integer(metadata={"description": "stored files no other image shares"})
 
 
 # --- boxes -------------------------------------------------------------------------------------
@@ -175,7 +196,7 @@ class ReviewIn(Strict):
                                   metadata={"description": "where the object really is (invalid verdicts only)"})
     corrected_class_id = Id(allow_none=True, load_default=None,
                             metadata={"description": "what the object really is (invalid verdicts only)"})
-    note = fields.String(load_default="", validate=validate.Length(max=10_000))
+    note = Text(load_default="", validate=validate.Length(max=10_000))
 
     @validates_schema
     def _corrections_need_invalid(self, data, **_):
@@ -199,8 +220,57 @@ class ExamplesQuery(StatusQuery):
 
 
 class SubsetQuery(Strict):
-    subset = fields.String(load_default="all", validate=validate.OneOf(["all", "failed"]),
+    subset = Text(load_default="all", validate=validate.OneOf(["all", "failed"]),
                            metadata={"description": "all selected images, or only the failed cases"})
+
+
+class ClassCountOut(Schema):
+    class_id = fields.Integer()
+    name = fields.String()
+    group = fields.String(allow_none=True)
+    boxes = fields.Integer()
+    images = fields.Integer()
+
+
+class ClassCountsOut(Schema):
+    status = fields.String()
+    images = fields.Integer(metadata={"description": "images in the project"})
+    images_without_boxes = fields.Integer()
+    classes = fields.List(fields.Nested(ClassCountOut))
+
+
+class ExampleOut(Schema):
+    annotation_id = fields.Integer()
+    image_id = fields.Integer()
+    box = fields.List(fields.Float(), metadata={"description": "x, y, w, h in pixels"})
+
+
+class ClassExamplesOut(Schema):
+    class_id = fields.Integer()
+    name = fields.String()
+    examples = fields.List(fields.Nested(ExampleOut))
+
+
+class ExamplesOut(Schema):
+    status = fields.String()
+    per_class = fields.Integer()
+    classes = fields.List(fields.Nested(ClassExamplesOut))
+
+
+class DistributionClassOut(Schema):
+    id = fields.Integer(metadata={"description": "the class id inside the map"})
+    class_id = fields.Integer()
+    name = fields.String()
+    boxes = fields.Integer()
+    images = fields.Integer()
+
+
+class DistributionOut(Schema):
+    label_map_id = fields.Integer()
+    subset = fields.String()
+    data_revision = fields.String()
+    images = fields.Integer(metadata={"description": "images a dataset of this map would hold"})
+    classes = fields.List(fields.Nested(DistributionClassOut))
 
 
 class CocoExportQuery(StatusQuery):
@@ -215,22 +285,22 @@ FailedCasePage = page_of(FailedCase, "FailedCasePage")
 # --- datasets ----------------------------------------------------------------------------------
 class DatasetIn(Strict):
     project_id = Id(required=True)
-    name = fields.String(required=True, validate=[validate.Length(min=1, max=128),
+    name = Text(required=True, validate=[validate.Length(min=1, max=128),
                                                   validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
                                                                   error="letters, digits, '.', '_' and '-' only")])
-    handler = fields.String(required=True, validate=validate.Length(min=1, max=80),
+    handler = Text(required=True, validate=validate.Length(min=1, max=80),
                             metadata={"description": "name@version, e.g. detection@1 (GET /api/handlers)"})
     label_map_id = Id(required=True)
-    subset = fields.String(load_default="all", validate=validate.OneOf(["all", "failed"]),
-                           metadata={"description": "all selected images, or only the failed cases"})
-    config = fields.Dict(keys=fields.String(), load_default=dict,
+    subset = Text(load_default="all", validate=validate.OneOf(["all", "failed"]),
+                  metadata={"description": "all selected images, or only the failed cases"})
+    config = fields.Dict(keys=Text(validate=validate.Length(max=80)), load_default=dict,
                          metadata={"description": "handler options; defaults fill the rest"})
 
 
 class DatasetQuery(PageQuery):
     project_id = QueryId()
-    status = fields.String(validate=validate.OneOf(["building", "ready", "failed"]))
-    name = fields.String(validate=validate.Length(max=128))
+    status = Text(validate=validate.OneOf(["building", "ready", "failed"]))
+    name = Text(validate=validate.Length(max=128))
 
 
 class DatasetOut(Schema):

@@ -11,7 +11,7 @@ from api.blueprint import Blueprint, page
 from api.data_schemas import DatasetIn, DatasetOut, DatasetPage, DatasetQuery, DatasetRequested, HandlerList
 from api.errors import ApiError
 from api.extensions import celery, db, runtime
-from api.files import send_blob
+from api.files import download_doc, send_blob
 from api.labels import get_label_map
 from handlers.registry import ConfigError, UnknownHandler, default_registry
 from store.schema import Checkpoint, Dataset, DatasetStatus, Role
@@ -98,21 +98,20 @@ class DatasetItem(MethodView):
 
     @bp.response(204)
     def delete(self, key):
-        """Remove a built dataset from the cache (the next request builds it again)."""
+        """Remove a built dataset from the cache (the next request builds it again). The zip is left to
+        the blob collector, which deletes it once no row names it."""
         dataset = visible_dataset(key, Role.admin)
         if dataset.status is DatasetStatus.building:
             raise ApiError(409, f"dataset {key} is being built by job {dataset.job_id}; cancel the job first")
         if db.session.scalar(in_training().where(Checkpoint.dataset_id == dataset.id).limit(1)):
             raise ApiError(409, f"dataset {key} is being trained on; wait for the training job or cancel it")
-        blob_key = dataset.blob_key
         db.session.delete(dataset)
         db.session.commit()
-        if blob_key and not db.session.scalar(select(Dataset.id).where(Dataset.blob_key == blob_key)):
-            runtime().blobs.delete(blob_key)
 
 
 @bp.route("/datasets/<string:key>/archive")
 class DatasetArchive(MethodView):
+    @bp.doc(**download_doc("application/zip", description="the dataset's zip"))
     def get(self, key):
         """The zip (TFRecord shards, label_map.pbtxt, manifest.json). ETag is its SHA-256 (also in
         `X-Checksum-SHA256`); `Range` resumes an interrupted download."""

@@ -8,16 +8,40 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
-from sqlalchemy.exc import IntegrityError
+from marshmallow import Schema
+from marshmallow import fields as ma_fields
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
 
 CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
     409: "conflict", 413: "too_large", 415: "unsupported_media_type", 422: "invalid", 429: "too_many_requests",
     500: "internal_error", 503: "unavailable",
 }
+
+
+class ErrorDetailSchema(Schema):
+    status = ma_fields.Integer(required=True, metadata={"description": "the HTTP status"})
+    code = ma_fields.String(required=True, metadata={"description": "what kind of error, for programs"})
+    message = ma_fields.String(required=True, metadata={"description": "what was wrong, for people"})
+    fields_ = ma_fields.Dict(data_key="fields", keys=ma_fields.String(),
+                             metadata={"description": "each bad input field (`items.3.name`) and its problems"})
+    current_revision = ma_fields.Integer(metadata={"description": "stale_revision (409): the image's revision now"})
+    items = ma_fields.List(ma_fields.Dict(), metadata={"description": "a pipeline run no item of which could be "
+                                                                     "processed (422): each item's error"})
+
+
+class ErrorSchema(Schema):
+    """The body of every 4xx and 5xx answer (registered as the document's error schema)."""
+
+    error = ma_fields.Nested(ErrorDetailSchema, required=True)
 
 
 class ApiError(Exception):
@@ -30,8 +54,17 @@ class ApiError(Exception):
 def error_response(status: int, message: str, *, code: str | None = None, fields: dict | None = None, **extra):
     body = {"status": status, "code": code or CODES.get(status, "error"), "message": message, **extra}
     if fields:
-        body["fields"] = fields
+        body["fields"] = _text_keys(fields)
     return jsonify(error=body), status
+
+
+def _text_keys(value):
+    """marshmallow keys list items by position (int) next to names: JSON keys are text (and sortable)."""
+    if isinstance(value, dict):
+        return {str(k): _text_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_text_keys(v) for v in value]
+    return value
 
 
 def _flatten(messages: dict) -> dict:
@@ -88,12 +121,29 @@ def register_error_handlers(app: Flask) -> None:
         message = data.get("message") or e.description or e.name
         if e.code == 413:
             message = "request body too large"
-        return error_response(e.code or 500, message)
+        body, status = error_response(e.code or 500, message)
+        allow = dict(e.get_headers()).get("Allow")
+        if allow:  # a 405 lists the methods the resource has (RFC 9110)
+            body.headers["Allow"] = allow
+        return body, status
 
     @app.errorhandler(IntegrityError)
     def _integrity(e: IntegrityError):
         log.info("integrity error: %s", e.orig)
         return error_response(409, "conflicts with existing data (a name or reference is already taken)")
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(RedisConnectionError)
+    @app.errorhandler(RedisTimeoutError)
+    @app.errorhandler(BrokerError)
+    def _unavailable(e: Exception):
+        """The catalog (or, for the few routes that need it at once, Redis) cannot be reached: nothing was
+        accepted, and the client may simply try again."""
+        log.warning("service unavailable: %s: %s", type(e).__name__, e)
+        what = "the catalog" if isinstance(e, OperationalError) else "the message broker"
+        body, status = error_response(503, f"{what} is unavailable right now; nothing was written — retry shortly")
+        body.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return body, status
 
     @app.errorhandler(Exception)
     def _unexpected(e: Exception):

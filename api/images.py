@@ -8,10 +8,10 @@ from sqlalchemy import and_, exists, func, select
 
 from api.auth import require_role
 from api.blueprint import Blueprint, in_project, page
-from api.data_schemas import ImageDeleted, ImageOut, ImagePage, ImageQuery, UrlsIn
+from api.data_schemas import ImageDeleted, ImageFormatsOut, ImageOut, ImagePage, ImageQuery, ImageUpload, UrlsIn
 from api.errors import ApiError, load_input
 from api.extensions import db, runtime
-from api.files import send_blob
+from api.files import download_doc, send_blob
 from api.schemas import JobOut
 from api.uploads import ingest_files, submit_ingest, uploaded_files
 from handlers.imaging import ACCEPTED_FORMATS
@@ -84,9 +84,8 @@ class Images(MethodView):
         return page(q, args, lambda row: image_out(row[0], row[1]), scalars=False)
 
     @bp.response(202, JobOut)
-    @bp.doc(requestBody={"content": {
-        "multipart/form-data": {"schema": {"type": "object", "properties": {
-            "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+    @bp.doc(requestBody={"required": True, "content": {
+        "multipart/form-data": {"schema": ImageUpload},
         "application/json": {"schema": UrlsIn},
     }})
     def post(self, project_id):
@@ -126,6 +125,7 @@ def check_urls(urls: list[str], field: str = "urls") -> None:
 
 @bp.route("/images/formats")
 class ImageFormats(MethodView):
+    @bp.response(200, ImageFormatsOut)
     def get(self, project_id):
         """The accepted upload formats and limits."""
         require_role(project_id)
@@ -145,7 +145,7 @@ class ImageItem(MethodView):
     @bp.response(200, ImageDeleted)
     def delete(self, project_id, image_id):
         """Delete the image with all its boxes and their reviews (they describe nothing without it).
-        The stored files go too unless another image has the same bytes."""
+        Its stored files are left to the blob collector, which deletes them once no row names them."""
         require_role(project_id, Role.annotator)
         image = get_image(project_id, image_id)
         boxes = select(Annotation.id).where(Annotation.image_id == image.id)
@@ -154,14 +154,9 @@ class ImageItem(MethodView):
             "reviews_deleted": db.session.scalar(
                 select(func.count()).select_from(Review).where(Review.annotation_id.in_(boxes))),
         }
-        keys = {image.blob_key, image.thumb_key} - {None}
         db.session.delete(image)  # boxes and reviews go by ON DELETE CASCADE
         db.session.commit()
-        still_used = set(db.session.scalars(select(Image.blob_key).where(Image.blob_key.in_(keys)))) | set(
-            db.session.scalars(select(Image.thumb_key).where(Image.thumb_key.in_(keys))))
-        blobs = runtime().blobs
-        deleted = sum(blobs.delete(k) for k in keys - still_used)
-        return {"image_id": image_id, **counts, "blobs_deleted": deleted}
+        return {"image_id": image_id, **counts}
 
 
 def _send(key: str, mimetype: str, name: str):
@@ -171,6 +166,7 @@ def _send(key: str, mimetype: str, name: str):
 
 @bp.route("/images/<int:image_id>/file")
 class ImageFile(MethodView):
+    @bp.doc(**download_doc("image/jpeg", "image/png", description="the stored image"))
     def get(self, project_id, image_id):
         """The stored RGB image (EXIF orientation applied), with ETag and Range support."""
         require_role(project_id)
@@ -181,6 +177,7 @@ class ImageFile(MethodView):
 
 @bp.route("/images/<int:image_id>/thumbnail")
 class ImageThumbnail(MethodView):
+    @bp.doc(**download_doc("image/jpeg", description="the JPEG thumbnail"))
     def get(self, project_id, image_id):
         """A JPEG thumbnail (longest side = the configured thumbnail size)."""
         require_role(project_id)

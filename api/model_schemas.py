@@ -5,10 +5,14 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from api.data_schemas import AnnotationOut, QueryId
+from api.inputs import File, Files, Text
 from api.schemas import Id, Name, PageQuery, Strict, page_of
+from models.architectures import ARCHITECTURES
 from store.schema import CheckpointStatus, DeploymentStatus
 
 SEED = validate.Range(min=0, max=2**31 - 1)
+INPUT_SIZE = validate.Range(min=min(a.min_size for a in ARCHITECTURES.values()),
+                            max=max(a.max_size for a in ARCHITECTURES.values()))
 
 
 class ArchitectureList(Schema):
@@ -19,20 +23,27 @@ class CheckpointIn(Strict):
     """A root from an architecture's fresh weights (JSON). Upload a `.keras` file instead as
     multipart/form-data with `file`, `architecture`, `label_map_id` and optionally `name`."""
 
-    architecture = fields.String(required=True, validate=validate.Length(min=1, max=64),
-                                 metadata={"description": "GET /api/architectures"})
+    architecture = Text(required=True, validate=validate.OneOf(sorted(ARCHITECTURES)),
+                        metadata={"description": "GET /api/architectures"})
     label_map_id = Id(required=True, metadata={"description": "sizes the class head; its classes, in order"})
     name = Name(load_default="")
-    input_size = fields.Integer(strict=True, metadata={"description": "side of the square input; default: the "
-                                                                      "architecture's"})
+    input_size = fields.Integer(strict=True, validate=INPUT_SIZE, metadata={
+        "multipleOf": 16, "description": "side of the square input (a multiple of 16 within the architecture's range); "
+                                         "default: the architecture's"})
     seed = fields.Integer(strict=True, load_default=0, validate=SEED,
                           metadata={"description": "of the initial weights: the same seed gives the same weights"})
 
 
 class CheckpointUploadForm(Strict):
-    architecture = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    architecture = Text(required=True, validate=validate.OneOf(sorted(ARCHITECTURES)))
     label_map_id = QueryId(required=True)  # form fields are text
     name = Name(load_default="")
+
+
+class CheckpointUpload(CheckpointUploadForm):
+    """The multipart body: the form and the `.keras` file."""
+
+    file = File(required=True, metadata={"description": "a `.keras` file"})
 
 
 class ForkIn(Strict):
@@ -47,10 +58,10 @@ class EarlyStoppingIn(Strict):
 
 
 class TrainIn(Strict):
-    dataset_key = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$", error="a 64-hex dataset key"))
+    dataset_key = Text(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$", error="a 64-hex dataset key"))
     epochs = fields.Integer(strict=True, load_default=10, validate=validate.Range(min=1, max=10_000))
     batch_size = fields.Integer(strict=True, load_default=32, validate=validate.Range(min=1, max=4096))
-    learning_rate = fields.Float(load_default=1e-3, allow_nan=False,
+    learning_rate = fields.Float(load_default=1e-3, allow_nan=False, metadata={"exclusiveMinimum": True},
                                  validate=validate.Range(min=0, max=10, min_inclusive=False))
     early_stopping = fields.Nested(EarlyStoppingIn, load_default=None, allow_none=True)
     reinit_head = fields.Boolean(load_default=False, metadata={
@@ -62,8 +73,8 @@ class TrainIn(Strict):
 
 class CheckpointQuery(PageQuery):
     status = fields.Enum(CheckpointStatus, by_value=True)
-    architecture = fields.String(validate=validate.Length(max=64))
-    dataset_key = fields.String(validate=validate.Length(max=64))
+    architecture = Text(validate=validate.Length(max=64))
+    dataset_key = Text(validate=validate.Length(max=64))
     parent_id = QueryId()
     class_id = QueryId(metadata={"description": "checkpoints whose label map holds this class"})
 
@@ -110,7 +121,7 @@ class DeploymentIn(Strict):
 
 
 class DeploymentQuery(PageQuery):
-    task = fields.String(validate=validate.OneOf(["suggestion", "classification"]))
+    task = Text(validate=validate.OneOf(["suggestion", "classification"]))
     active = fields.Boolean()
     status = fields.Enum(DeploymentStatus, by_value=True)
 
@@ -120,7 +131,7 @@ class DeploymentOut(Schema):
     project_id = fields.Integer()
     checkpoint_id = fields.Integer()
     task = fields.String()
-    status = fields.Enum(DeploymentStatus, by_value=True)
+    status = fields.String(validate=validate.OneOf([s.value for s in DeploymentStatus]))
     active = fields.Boolean()
     preprocessing = fields.Dict()
     label_map = fields.List(fields.Dict(), metadata={"description": "class ids and names, in class-score order"})
@@ -167,7 +178,7 @@ class SuggestionOut(Schema):
 
 
 class PipelineItemIn(Strict):
-    url = fields.String(required=True, validate=validate.Length(min=1, max=4096))
+    url = Text(required=True, validate=validate.Length(min=1, max=4096))
     region = fields.Nested(RegionIn, metadata={"description": "the part of the image to look at (suggest: the "
                                                              "rough box); default the whole image"})
 
@@ -175,14 +186,22 @@ class PipelineItemIn(Strict):
 class PipelineRunIn(Strict):
     project_id = Id(required=True, metadata={"description": "whose active deployment the model stage uses"})
     items = fields.List(fields.Nested(PipelineItemIn), required=True, validate=validate.Length(min=1, max=64))
-    then = fields.List(fields.String(), load_default=list,
+    then = fields.List(Text(validate=validate.Length(min=1, max=64)), load_default=list,
+                       validate=validate.Length(max=16),
                        metadata={"description": "stages to hand the output on to, in order"})
 
 
 class PipelineRunForm(Strict):
     project_id = QueryId(required=True)
-    then = fields.String(load_default="", metadata={"description": "comma-separated stages"})
-    regions = fields.String(load_default="", metadata={"description": "JSON list of {x, y, w, h} or null per file"})
+    then = Text(load_default="", validate=validate.Length(max=1024), metadata={"description": "comma-separated stages"})
+    regions = Text(load_default="", validate=validate.Length(max=65_536),
+                   metadata={"description": "JSON list of {x, y, w, h} or null per file"})
+
+
+class PipelineRunUpload(PipelineRunForm):
+    """The multipart body: the form and the images."""
+
+    files = Files(64, required=True, metadata={"description": "JPEG, PNG, WebP or GIF"})
 
 
 class PipelineRunOut(Schema):
