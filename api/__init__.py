@@ -22,7 +22,7 @@ def create_app(config=None) -> Flask:
     from api.realtime import forbidden_rooms, register_socketio_handlers
     from store.settings import load_settings
     from workers.celery_app import create_celery
-    from workers.runtime import Runtime
+    from services.runtime import Runtime
 
     settings = config or load_settings()
     app = Flask(__name__)

@@ -24,8 +24,8 @@ from api.uploads import uploaded_files
 from models.architectures import ARCHITECTURES, Architecture, UnknownArchitecture, get_architecture
 from models.keras_file import InvalidModelFile, check_keras_file
 from store.schema import Checkpoint, CheckpointStatus, Dataset, DatasetStatus, LabelMap, LabelMapEntry, Role
-from workers import jobs as job_service
-from workers.checkpoints import TRAINABLE, checkpoint_payload, start_training
+from services import jobs as job_service
+from services.checkpoints import TRAINABLE, checkpoint_payload, start_training
 
 bp = Blueprint("checkpoints", __name__, url_prefix="/api", description="Architectures and the checkpoint tree")
 PROJECT = "/projects/<int:project_id>/checkpoints"

@@ -10,7 +10,7 @@ import click
 
 from client.cli import dataset as dataset_commands
 from store.settings import load_settings
-from workers.queues import Queue
+from services.queues import Queue
 
 
 @click.group()
@@ -128,7 +128,7 @@ def token_revoke(prefix: str) -> None:
     from api.live_access import disconnect_token
     from store.schema import ApiToken
     from store.schema.base import utcnow
-    from workers.runtime import Runtime
+    from services.runtime import Runtime
 
     with _sessions()() as session:
         rows = session.scalars(select(ApiToken).where(ApiToken.prefix == prefix[:10])).all()
@@ -150,7 +150,7 @@ def token_revoke(prefix: str) -> None:
 @click.option("--name", help="node name before the @ (default: the queue's name)")
 def worker(queue: str, concurrency: int | None, loglevel: str, include: tuple[str, ...], name: str | None) -> None:
     """Run a worker pool for QUEUE with the flags the queue table prescribes."""
-    from workers.queues import worker_argv
+    from services.queues import worker_argv
 
     argv = worker_argv(Queue(queue), concurrency=concurrency, loglevel=loglevel, name=name)
     for module in include:
@@ -192,8 +192,8 @@ def reaper(interval: float, once: bool) -> None:
 def collect(grace: float | None) -> None:
     """Delete now what no catalog row names: blobs and temp files older than the grace, staging and
     scratch folders of jobs that ended (the reaper's loop does this every LOOPLINE_COLLECT_INTERVAL s)."""
-    from workers.collector import collect as collect_pass
-    from workers.runtime import Runtime
+    from services.collector import collect as collect_pass
+    from services.runtime import Runtime
 
     click.echo(collect_pass(Runtime(load_settings()), grace=grace).summary())
 

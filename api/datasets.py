@@ -16,8 +16,8 @@ from api.labels import get_label_map
 from handlers.registry import ConfigError, UnknownHandler, default_registry
 from store.schema import Checkpoint, Dataset, DatasetStatus, Role
 from store.schema.base import utcnow
-from workers import jobs as job_service
-from workers.datasets import dataset_payload, define, in_training, request_dataset
+from services import jobs as job_service
+from services.datasets import dataset_payload, define, in_training, request_dataset
 
 bp = Blueprint("datasets", __name__, url_prefix="/api", description="Datasets built by handlers, and their cache")
 

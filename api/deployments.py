@@ -13,8 +13,8 @@ from api.extensions import celery, db, runtime
 from api.files import download_doc, send_blob
 from api.model_schemas import DeploymentIn, DeploymentOut, DeploymentPage, DeploymentQuery
 from store.schema import Deployment, DeploymentStatus, DeploymentTask, Job, Role
-from workers import jobs as job_service
-from workers.deployments import DeployError, activate, active_deployment, deployment_payload, request_deployment
+from services import jobs as job_service
+from services.deployments import DeployError, activate, active_deployment, deployment_payload, request_deployment
 
 bp = Blueprint("deployments", __name__, url_prefix="/api/projects/<int:project_id>/deployments",
                description="ONNX deployments of checkpoints; the active one serves suggestions and pipelines")

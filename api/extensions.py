@@ -9,7 +9,7 @@ from flask_socketio import SocketIO
 from sqlalchemy.orm import Session, scoped_session
 
 from api.errors import ErrorSchema
-from workers.runtime import Runtime
+from services.runtime import Runtime
 
 
 class Database:

@@ -16,8 +16,8 @@ from api.schemas import JobOut
 from api.uploads import ingest_files, submit_ingest, uploaded_files
 from handlers.imaging import ACCEPTED_FORMATS
 from store.schema import Annotation, AnnotationSource, Image, Review, Role, Verdict
-from workers.fetch import FetchRefused, check_url
-from workers.ingest import fetch_policy
+from services.fetch import FetchRefused, check_url
+from services.ingest import fetch_policy
 
 bp = Blueprint("images", __name__, url_prefix="/api/projects/<int:project_id>", description="Images and their files")
 

@@ -15,8 +15,8 @@ from api.errors import ApiError
 from api.extensions import celery, db, runtime
 from api.schemas import JobBatchIn, JobIn, JobList, JobOut, JobPage, JobQuery
 from store.schema import Job, Role
-from workers import jobs as job_service
-from workers.registry import get_kind
+from services import jobs as job_service
+from services.registry import get_kind
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/jobs", description="Jobs on every queue, and their live state")
 

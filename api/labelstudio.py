@@ -27,8 +27,8 @@ from api.inputs import ID_MAX, Text
 from api.metrics import observe
 from api.pipelines import run_chain
 from store.schema import Image, Role
-from workers.deployments import active_deployment
-from workers.pipelines import plan
+from services.deployments import active_deployment
+from services.pipelines import plan
 
 bp = Blueprint("labelstudio", __name__, url_prefix="/api/projects/<int:project_id>/label-studio",
                description="Label Studio ML backend protocol")

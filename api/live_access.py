@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 from redis.exceptions import RedisError
 from socketio import RedisManager
 
-from workers.runtime import Runtime
+from services.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -155,7 +155,7 @@ class Supervisor:
 
 def run_local(settings: Settings, *, host: str, port: int, concurrency: int | None) -> None:
     from store import migrate
-    from workers.queues import Queue, worker_argv
+    from services.queues import Queue, worker_argv
 
     settings.ensure_dirs()
     ensure_redis(settings)

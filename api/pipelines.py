@@ -1,5 +1,5 @@
 """Pipeline runs: images as URLs or bytes through download → preprocess → classify | suggest on the
-inference queue, as one Celery chain; the API waits for the last stage's answer (see workers/pipelines.py)."""
+inference queue, as one Celery chain; the API waits for the last stage's answer (see services/pipelines.py)."""
 
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ from api.model_schemas import (
 )
 from api.uploads import uploaded_files
 from store.schema import Role
-from workers.calls import CallTimeout, wait_answer
-from workers.pipelines import PIPELINES, STAGES, PlanError, new_run, plan, stage_task_name
-from workers.queues import Queue
-from workers.registry import message_options
+from services.calls import CallTimeout, wait_answer
+from services.pipelines import PIPELINES, STAGES, PlanError, new_run, plan, stage_task_name
+from services.queues import Queue
+from services.registry import message_options
 
 bp = Blueprint("pipelines", __name__, url_prefix="/api/pipelines", description="Inference pipelines")
 

@@ -9,8 +9,8 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from api.inputs import ID_MAX, INT64_MAX, NAME_PATTERN, Text
 from store.schema import JobStatus, Role
-from workers.queues import Queue
-from workers.registry import KINDS
+from services.queues import Queue
+from services.registry import KINDS
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

@@ -19,8 +19,8 @@ from api.model_schemas import SuggestionIn, SuggestionOut
 from store.db import write_gate
 from store.schema import Annotation, AnnotationSource, AnnotationStatus, Image, Membership, Project, Role
 from store.schema.base import utcnow
-from workers.calls import CallTimeout, call
-from workers.deployments import publish_active
+from services.calls import CallTimeout, call
+from services.deployments import publish_active
 
 bp = Blueprint("suggestions", __name__, url_prefix="/api/projects/<int:project_id>",
                description="Box suggestions from the active deployment")

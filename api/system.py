@@ -11,7 +11,7 @@ from api.errors import ApiError
 from api.extensions import db, runtime
 from api.schemas import HealthOut, MeOut, QueueOut
 from store.schema import Membership, Project
-from workers.queues import QUEUES
+from services.queues import QUEUES
 
 bp = Blueprint("system", __name__, url_prefix="/api", description="Health, identity and queues")
 

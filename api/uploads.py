@@ -11,8 +11,8 @@ from api.extensions import celery, db, runtime
 from api.inputs import clean_filename
 from store.blobs import BlobTooLarge
 from store.staging import Staging
-from workers import jobs as job_service
-from workers.ingest import ZIP_MAGIC
+from services import jobs as job_service
+from services.ingest import ZIP_MAGIC
 
 
 def staging() -> Staging:

@@ -25,7 +25,7 @@ from store.accounts import issue_token  # noqa: E402
 from store.schema import Dataset, Job, Membership, Role, User  # noqa: E402
 from tests.support.catalog import labelled_project  # noqa: E402
 from tests.support.procs import Server  # noqa: E402
-from workers.runtime import Runtime  # noqa: E402
+from services.runtime import Runtime  # noqa: E402
 from throwaway import throwaway  # noqa: E402  (bench/throwaway.py: a script's folder is on sys.path)
 
 REDIS_URL = "redis://127.0.0.1:6379/11"

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from store import migrate  # noqa: E402
 from store.accounts import create_user, issue_token  # noqa: E402
 from store.settings import load_settings  # noqa: E402
-from workers.runtime import Runtime  # noqa: E402
+from services.runtime import Runtime  # noqa: E402
 
 
 def run_threads(n_threads: int, per_thread: int, make_worker) -> float:

@@ -14,7 +14,7 @@ workers are stopped before anything is measured.
   `/api/projects/<p>/images/<id>/suggestions`, timed with perf_counter around the request; anything but
   201 is an error. Per N: throughput, p50/p95/p99/max end to end, medians of the answer's `timings`, CPU ms
   per request of the API, the inference pool and the clients (/proc), cores busy with anything else.
-* baseline: this process, `workers.inference.suggest` (crop, to_input, onnxruntime, box) with a one-thread
+* baseline: this process, `services.inference.suggest` (crop, to_input, onnxruntime, box) with a one-thread
   `Predictor` on the ONNX bytes of `GET .../deployments/<id>/model`, on the same decoded images and the same
   sample, before and after the load. Printed: p50(end to end) / p50(in-process) per N, and the targets:
   p99 < 50 ms at 4 annotators, < 150 ms at 16, zero errors.
@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 from store.accounts import create_user, issue_token
 from tests.support.procs import Server, Worker, settings_env, wait_for_workers
 from workers.celery_app import create_celery
-from workers.runtime import Runtime
+from services.runtime import Runtime
 from throwaway import throwaway  # bench/throwaway.py (a script's folder is on sys.path)
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
@@ -216,9 +216,9 @@ def load(url: str, token: str, pid: int, images: list[dict], sample: list, n: in
 
 
 def in_process(onnx: bytes, dep: dict, decoded: list, sample: list, n: int) -> list[float]:
-    """ms per `workers.inference.suggest` call (crop, to_input, onnxruntime, box) on the first n regions."""
+    """ms per `services.inference.suggest` call (crop, to_input, onnxruntime, box) on the first n regions."""
     from models.predictor import Predictor, spec_from
-    from workers.inference import Loaded, suggest
+    from services.inference import Loaded, suggest
 
     loaded = Loaded(dep["id"], Predictor(onnx), spec_from(dep["preprocessing"]), list(dep["label_map"]))
     times = []
@@ -282,7 +282,7 @@ def main() -> None:
         pid, images, dep = setup(session, server.url, tmp, args.images)
         for w in helpers:  # they take no CPU from the measurements
             w.stop()
-        from workers.inference import decode
+        from services.inference import decode
 
         onnx = ok(session.get(f"{server.url}/api/projects/{pid}/deployments/{dep['id']}/model")).content
         decoded = [decode(ok(session.get(server.url + i["file_url"])).content) for i in images]  # as stored
@@ -317,7 +317,7 @@ def main() -> None:
         print(f"\nuntrained box_suggester at {SIZE} px, {len(images)} 640x480 JPEGs, {len(sample)} sampled regions, "
               f"{args.duration:g} s per run, {args.pause:g} ms pause; catalog: {settings.sqlalchemy_url.split(':')[0]};"
               " API: gunicorn gthread; one inference pool (threads, one per core)")
-        print(f"in-process onnxruntime (workers.inference.suggest, 1 thread): p50 {base:.2f} ms, p99 "
+        print(f"in-process onnxruntime (services.inference.suggest, 1 thread): p50 {base:.2f} ms, p99 "
               f"{pct(base_ms, 99):.2f} ms over {len(base_ms)} calls (before and after the load)")
         print(f"{'N':>3s} {'reqs':>6s} {'errs':>4s} {'req/s':>5s} {'p50':>6s} {'p95':>6s} {'p99':>6s} {'max':>6s} "
               f"{'ratio':>5s} | {'queue':>5s} {'image':>5s} {'model':>5s} {'worker':>6s} {'store':>5s} {'total':>5s} | "

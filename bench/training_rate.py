@@ -50,9 +50,9 @@ from tests.support.catalog import labelled_project
 from tests.support.procs import Worker, wait_for_workers
 from tests.support.waiting import wait_until
 from workers.celery_app import create_celery
-from workers.checkpoints import start_training
-from workers.datasets import define, request_dataset
-from workers.runtime import Runtime
+from services.checkpoints import start_training
+from services.datasets import define, request_dataset
+from services.runtime import Runtime
 from throwaway import throwaway  # bench/throwaway.py (a script's folder is on sys.path)
 
 REDIS_URL = "redis://127.0.0.1:6379/14"

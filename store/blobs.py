@@ -6,11 +6,11 @@ renamed into place, so a reader never sees a half-written blob. `BlobStore` is t
 S3-compatible backend implements later; `LocalBlobStore` keeps blobs in a folder.
 
 Nothing deletes a blob because one row stopped naming it: rows reference blobs, and the collector
-(`workers/collector.py`) deletes the blobs no row names once they are older than a grace period. What
+(`services/collector.py`) deletes the blobs no row names once they are older than a grace period. What
 makes that safe against a writer storing the same bytes at the same moment is the pair of operations
 here: a put or `touch` leaves the blob present with a fresh modification time, and `delete_unreferenced`
 re-checks age and references under a lock that excludes puts and touches of that key (`hold` keeps it
-until the rows naming the blobs are committed). The argument is in `workers/collector.py`.
+until the rows naming the blobs are committed). The argument is in `services/collector.py`.
 """
 
 from __future__ import annotations

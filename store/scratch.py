@@ -1,6 +1,6 @@
 """Scratch folders of jobs under the work folder: one per delivery, and the ones a killed delivery of the
 same job left behind are removed when the next one starts. A folder made for a job carries the job's id
-in its name (`<prefix><job id>.<random>`), so the collector (`workers/collector.py`) removes the folders of
+in its name (`<prefix><job id>.<random>`), so the collector (`services/collector.py`) removes the folders of
 jobs that ended or left the catalog without waiting for another delivery."""
 
 from __future__ import annotations

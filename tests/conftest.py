@@ -19,7 +19,7 @@ import tests.support.jobs  # noqa: F401 - registers the test job kind in this pr
 from tests.support.api import ApiClient
 from tests.support.procs import Server, Worker, wait_for_workers
 from workers.celery_app import create_celery
-from workers.runtime import Runtime
+from services.runtime import Runtime
 
 pytest_plugins = ["tests.support.modeltree"]  # the labelled project with a suggest@1 dataset
 

@@ -1,4 +1,4 @@
-"""The collector (workers/collector.py) over the real catalog, Redis, blob store and workers: rows reference
+"""The collector (services/collector.py) over the real catalog, Redis, blob store and workers: rows reference
 blobs, nothing deletes one inline, and a pass deletes only what no row names — never a blob a concurrent
 ingest of the same bytes is about to name."""
 
@@ -23,10 +23,10 @@ from tests.conftest import unique
 from tests.support import images as img
 from tests.support.blobs import age, age_tree
 from tests.support.ingest import image_ids, ingest, upload
-from workers import jobs as job_service
-from workers.checkpoints import start_training
-from workers.collector import collect, collect_blobs, collect_scratch, collect_staging, named_keys
-from workers.ingest import Ingestor, Report
+from services import jobs as job_service
+from services.checkpoints import start_training
+from services.collector import collect, collect_blobs, collect_scratch, collect_staging, named_keys
+from services.ingest import Ingestor, Report
 
 TRIALS = 50
 

@@ -9,10 +9,10 @@ from sqlalchemy import text
 from handlers.registry import default_registry
 from store.schema import Checkpoint, CheckpointStatus, Dataset, DatasetStatus, LabelMap
 from tests.support.catalog import labelled_project
-from workers import jobs as job_service
-from workers.checkpoints import start_training
-from workers.datasets import define, request_dataset
-from workers.deployments import request_deployment
+from services import jobs as job_service
+from services.checkpoints import start_training
+from services.datasets import define, request_dataset
+from services.deployments import request_deployment
 
 
 def _one(runtime, statement: str, **params):

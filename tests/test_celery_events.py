@@ -17,7 +17,7 @@ from celery import states
 from api.errors import ApiError
 from api.pipelines import run_chain
 from tests.support.scenes import layout, scene
-from workers.calls import call, task_name
+from services.calls import call, task_name
 
 QUEUES = ("inference", "augmentation", "training", "deployment")
 LIFE = {"task-sent", "task-received", "task-started", "task-succeeded"}
@@ -154,7 +154,7 @@ def test_jobs_and_pipeline_stages_show_their_whole_life_in_celery_events(app, al
         assert pre["root_id"] == first["uuid"] == first["root_id"]
         watch.wait(lambda: lived(watch, [first["uuid"], pre["uuid"]]), 60, "both stages' whole lives")
 
-        # an interactive call sends no task events (workers/calls.py): its task-sent would have been published
+        # an interactive call sends no task events (services/calls.py): its task-sent would have been published
         # before the caller waits, its task-received and task-started before the worker answers (deployment 0
         # does not exist: it answers the error), so before the marker that sync() publishes after the answer
         answer = call(celery_app, runtime, "suggest", {"deployment_id": 0, "blob_key": "0" * 64,

@@ -12,7 +12,7 @@ from tests.conftest import unique
 from tests.support import images as img
 from tests.support.blobs import age
 from tests.support.ingest import image_ids, ingest, upload
-from workers.collector import collect_blobs
+from services.collector import collect_blobs
 
 
 def test_export_loads_in_pycocotools_and_imports_into_a_new_project_with_the_same_boxes(alice, project, workers, tmp_path):

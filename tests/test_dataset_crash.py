@@ -9,7 +9,7 @@ import time
 from handlers.registry import default_registry
 from store.schema import Dataset, Job, LabelMap
 from tests.support.catalog import labelled_project
-from workers.datasets import define, request_dataset
+from services.datasets import define, request_dataset
 
 IMAGES = 80
 

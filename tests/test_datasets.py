@@ -17,8 +17,8 @@ from tests.conftest import unique
 from tests.support.blobs import age
 from tests.support.ingest import image_ids, ingest
 from tests.support.scenes import COLOURS, layout, scene
-from workers.collector import collect_blobs
-from workers.datasets import evict
+from services.collector import collect_blobs
+from services.datasets import evict
 
 FEATURES = {
     "image/encoded": tf.io.FixedLenFeature([], tf.string),

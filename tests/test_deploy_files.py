@@ -1,4 +1,4 @@
-"""The docker/ and ops/ files serve exactly the queues of workers/queues.py, each pool with
+"""The docker/ and ops/ files serve exactly the queues of services/queues.py, each pool with
 `loopline worker <queue>`, and KEDA watches each queue's own Redis list.
 
 No fixtures: these tests read files and run ops/scale.sh against a stand-in kubectl."""
@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from api.cli import worker as worker_command
-from workers.queues import QUEUES, Queue, unacked_key
+from services.queues import QUEUES, Queue, unacked_key
 
 ROOT = Path(__file__).resolve().parents[1]
 QUEUE_NAMES = {q.value for q in Queue}

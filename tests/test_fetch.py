@@ -1,4 +1,4 @@
-"""workers.fetch against real local servers: an allowed image server on 127.0.0.2 (in allow_networks)
+"""services.fetch against real local servers: an allowed image server on 127.0.0.2 (in allow_networks)
 and "tripwire" listeners on 127.0.0.1 that must never see a connection. A non-blocking accept() on the
 tripwire tells deterministically whether anything connected, since a finished TCP handshake waits
 in the listen backlog."""
@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from workers.fetch import FetchPolicy, FetchRefused, check_url, fetch, fetch_name
+from services.fetch import FetchPolicy, FetchRefused, check_url, fetch, fetch_name
 
 ALLOWED = "127.0.0.2"
 POLICY = FetchPolicy(timeout=3.0, allow_networks=(f"{ALLOWED}/32",))

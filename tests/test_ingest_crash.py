@@ -13,7 +13,7 @@ from PIL import Image as PILImage
 from store.accounts import create_user
 from store.schema import Image, Job, Project
 from store.staging import Staging
-from workers import jobs as job_service
+from services import jobs as job_service
 
 FILES = 160
 

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from workers import jobs as job_service
-from workers.queues import QUEUES as QUEUE_TABLE
-from workers.queues import Queue
+from services import jobs as job_service
+from services.queues import QUEUES as QUEUE_TABLE
+from services.queues import Queue
 
 QUEUES = ("inference", "augmentation", "training", "deployment")
 
@@ -70,7 +70,7 @@ def _submit_wait(app, project_id, queue, user_id=None):
 
 
 def _queue(name):
-    from workers.queues import Queue
+    from services.queues import Queue
 
     return Queue(name)
 
@@ -123,7 +123,7 @@ def test_a_job_submitted_while_the_broker_is_down_is_accepted_and_waits_in_the_o
     from api.extensions import db
     from store.schema import Job
     from workers.celery_app import create_celery
-    from workers.runtime import Runtime
+    from services.runtime import Runtime
 
     broken = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
     celery = create_celery(broken, include_tasks=False)

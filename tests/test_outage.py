@@ -21,11 +21,11 @@ from tests.support.catalog import labelled_project
 from tests.support.procs import Server, Worker, wait_for_workers
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_until
-from workers import jobs as job_service
+from services import jobs as job_service
 from workers.celery_app import create_celery
-from workers.datasets import define, request_dataset
-from workers.queues import Queue
-from workers.runtime import Runtime
+from services.datasets import define, request_dataset
+from services.queues import Queue
+from services.runtime import Runtime
 from workers.sweeper import Sweeper
 
 QUEUES = [q for q in Queue]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from celery import signals
 
 from workers.celery_app import create_celery
-from workers.queues import QUEUES, Queue, unacked_key, worker_argv
-from workers.registry import KINDS, task_routes
+from services.queues import QUEUES, Queue, unacked_key, worker_argv
+from services.registry import KINDS, task_routes
 
 
 def test_routes_are_derived_from_the_table(settings):

@@ -10,11 +10,11 @@ import time
 import uuid
 
 from store.schema import Job
-from workers import jobs as job_service
-from workers.queues import Queue
-from workers.outbox import dispatch
-from workers.reaper import reap
-from workers.runtime import Runtime
+from services import jobs as job_service
+from services.queues import Queue
+from services.outbox import dispatch
+from services.reaper import reap
+from services.runtime import Runtime
 
 
 def _submit(runtime, celery, queue: str) -> tuple[str, str]:

@@ -10,9 +10,9 @@ from handlers.registry import default_registry
 from store.schema import Checkpoint, CheckpointStatus, Dataset, Job, LabelMap
 from tests.support.catalog import labelled_project
 from tests.support.waiting import wait_until
-from workers.checkpoints import start_training
-from workers.datasets import define, request_dataset
-from workers.reaper import reap
+from services.checkpoints import start_training
+from services.datasets import define, request_dataset
+from services.reaper import reap
 
 PARAMS = {"epochs": 3, "batch_size": 4, "learning_rate": 1e-3, "early_stopping": None, "reinit_head": False,
           "report_every_steps": 10, "seed": 0}

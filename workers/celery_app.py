@@ -10,7 +10,7 @@ from kombu import Queue as KombuQueue
 
 from store.settings import Settings, load_settings
 from workers.heap import freeze_startup_heap
-from workers.queues import QUEUES, Queue, unacked_key
+from services.queues import QUEUES, Queue, unacked_key
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +24,9 @@ TASK_MODULES = [
 def create_celery(settings: Settings | None = None, *, include_tasks: bool = True, sent_events: bool = True) -> Celery:
     """A Celery app bound to `settings`. The API builds one without importing task modules and
     sends tasks by name; workers build one with `include_tasks` so the tasks register.
-    `sent_events=False` makes the sender of interactive calls (workers/calls.py): no `task-sent` events, and
+    `sent_events=False` makes the sender of interactive calls (services/calls.py): no `task-sent` events, and
     not Celery's current app, so it never stands in for the process's own."""
-    from workers.registry import task_routes
+    from services.registry import task_routes
 
     settings = settings or load_settings()
     app = Celery("loopline", broker=settings.redis_url, include=TASK_MODULES if include_tasks else [],
@@ -58,6 +58,8 @@ def create_celery(settings: Settings | None = None, *, include_tasks: bool = Tru
         worker_send_task_events=True,
     )
     app.loopline_settings = settings
+    # services/calls.py sends interactive calls through a twin without `task-sent`; it builds it from here
+    app.loopline_quiet_twin = lambda: create_celery(settings, include_tasks=False, sent_events=False)
     return app
 
 

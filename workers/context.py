@@ -22,19 +22,15 @@ from sqlalchemy import select, update
 
 from store.schema import Job, JobStatus
 from store.schema.base import utcnow
-from workers.jobs import job_payload
-from workers.lifecycle import end_job
-from workers.queues import Queue
-from workers.registry import get_kind, task_options
-from workers.runtime import Runtime
+from services.jobs import JobCancelled, job_payload
+from services.lifecycle import end_job
+from services.queues import Queue
+from services.registry import get_kind, task_options
+from services.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 _RUNTIMES: dict[int, Runtime] = {}
-
-
-class JobCancelled(Exception):
-    """Raised inside a task at its next step after the job was cancelled."""
 
 
 class Begin(enum.Enum):

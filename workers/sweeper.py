@@ -1,5 +1,5 @@
 """The reaper's loop: reap dead runs, then dispatch the outbox, pass after pass, through any outage; every
-`collect_interval` seconds a pass also runs the collector (`workers.collector`).
+`collect_interval` seconds a pass also runs the collector (`services.collector`).
 
 When Redis or the catalog is unreachable a pass fails as a whole; the loop logs that once, backs off
 (doubling, up to MAX_BACKOFF) and logs again when the services answer, instead of crash-looping.
@@ -15,10 +15,10 @@ from typing import Callable
 from celery import Celery
 
 from store.settings import Settings
-from workers.collector import collect_if_due
-from workers.outbox import dispatch
-from workers.reaper import reap
-from workers.runtime import Runtime
+from services.collector import collect_if_due
+from services.outbox import dispatch
+from services.reaper import reap
+from services.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class Sweeper:
         if report.requeued or report.failed or sent["sent"] or sent["expired"]:
             self.echo(f"checked {report.checked} running, requeued {len(report.requeued)}, failed "
                       f"{len(report.failed)}; sent again {len(sent['sent'])}, expired {len(sent['expired'])}")
-        try:  # every collect_interval: blobs, staging and scratch no row names (workers.collector)
+        try:  # every collect_interval: blobs, staging and scratch no row names (services.collector)
             collected = collect_if_due(self.runtime)
         except OSError as exc:  # a file it cannot remove must not stop the reaper
             self.echo(f"collector: {type(exc).__name__}: {exc}")

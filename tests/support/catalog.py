@@ -5,7 +5,7 @@ from __future__ import annotations
 from store.accounts import create_user
 from store.schema import Annotation, AnnotationSource, AnnotationStatus, LabelClass, LabelMap, LabelMapEntry, Project
 from tests.support.scenes import layout, scene
-from workers.ingest import Ingestor, Report
+from services.ingest import Ingestor, Report
 
 
 def labelled_project(iso, runtime, images: int) -> tuple[int, int, int]:

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 from workers.context import JobContext, job_task
-from workers.registry import KINDS, JobKind
+from services.registry import KINDS, JobKind
 
 KINDS.setdefault("test.wait", JobKind("test.wait", "runs until its release key exists in Redis"))
 

@@ -6,8 +6,8 @@ from sqlalchemy import update
 
 from store.schema import Dataset, DatasetStatus
 from workers.context import JobContext, job_task
-from workers.dataset_build import build
-from workers.datasets import evict
+from services.dataset_build import build
+from services.datasets import evict
 
 
 @job_task("dataset.build")
@@ -22,7 +22,7 @@ def build_dataset(ctx: JobContext, dataset_id: int) -> dict:
         if dataset.job_id != ctx.id:
             raise RuntimeError(f"dataset {dataset.key} is being built by job {dataset.job_id} now")
         ctx.progress(0, 1, "reading the selection")
-        # A build that fails or is cancelled raises; the job's end settles the row (workers.settle).
+        # A build that fails or is cancelled raises; the job's end settles the row (services.settle).
         out = build(session, ctx.rt.blobs, dataset, settings.work_dir,
                     lambda done, total: ctx.progress(done, total, f"{done}/{total} images"))
         published = _publish(session, dataset, **out)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from workers.context import JobContext, job_task
-from workers.deploy import deploy
+from services.deploy import deploy
 
 
 @job_task("deployment.build")

@@ -1,4 +1,4 @@
-"""Interactive calls on the inference queue (see workers/calls.py). onnxruntime only, never TensorFlow."""
+"""Interactive calls on the inference queue (see services/calls.py). onnxruntime only, never TensorFlow."""
 
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ import time
 
 from celery import current_app, shared_task
 
-from workers.calls import answer, task_name
+from services.calls import answer, task_name
 from workers.context import runtime_for
-from workers.queues import Queue
-from workers.registry import task_options
+from services.queues import Queue
+from services.registry import task_options
 
 _STATE: dict[int, tuple] = {}  # per process: (Models, Images), made after the fork
 
 
 def worker_state():
-    from workers.inference import Images, Models
+    from services.inference import Images, Models
 
     rt = runtime_for(current_app)
     if id(rt) not in _STATE:
@@ -23,10 +23,10 @@ def worker_state():
     return rt, _STATE[id(rt)]
 
 
-@shared_task(name=task_name("suggest"), ignore_result=True, send_events=False,  # no task events: workers/calls.py
+@shared_task(name=task_name("suggest"), ignore_result=True, send_events=False,  # no task events: services/calls.py
              **task_options(Queue.inference))
 def suggest_call(payload: dict, reply: str, sent_at: float) -> None:
-    from workers.inference import suggest
+    from services.inference import suggest
 
     started = time.perf_counter()
     queue_ms = max(0.0, (time.time() - sent_at) * 1000)

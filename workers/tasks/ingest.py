@@ -6,9 +6,9 @@ import json
 
 from handlers.coco import parse_coco
 from store.staging import Staging
-from workers.coco_import import CocoAttacher, resolve_classes
+from services.coco_import import CocoAttacher, resolve_classes
 from workers.context import JobContext, job_task
-from workers.ingest import Ingestor, Report, count_entries, iter_items, run
+from services.ingest import Ingestor, Report, count_entries, iter_items, run
 
 
 @job_task("ingest")

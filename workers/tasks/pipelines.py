@@ -1,4 +1,4 @@
-"""Pipeline stages as Celery tasks on the inference queue, chained by the API (see workers/pipelines.py).
+"""Pipeline stages as Celery tasks on the inference queue, chained by the API (see services/pipelines.py).
 The last stage answers on the run's reply key; an unexpected error answers at once and stops the chain.
 Every stage task returns normally, so Celery's events (Flower, `celery events`) show each one succeeded:
 a stage that ends the run early drops the rest of the chain from its own request before returning."""
@@ -7,16 +7,16 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from workers.calls import answer
-from workers.pipelines import STAGES, stage_task_name
-from workers.queues import Queue
-from workers.registry import task_options
+from services.calls import answer
+from services.pipelines import STAGES, stage_task_name
+from services.queues import Queue
+from services.registry import task_options
 from workers.tasks.inference import worker_state
 
 
 def _register(stage: str) -> None:
     def run(task, state: dict) -> dict:
-        from workers.pipelines import outcome, run_stage
+        from services.pipelines import outcome, run_stage
 
         rt, (models, _) = worker_state()
         try:

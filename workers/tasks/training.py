@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from workers.context import JobContext, job_task
-from workers.training import train
+from services.training import train
 
 
 @job_task("checkpoint.train")

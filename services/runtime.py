@@ -16,7 +16,7 @@ from store.blobs import BlobStore, LocalBlobStore
 from store.db import make_engine, make_session_factory
 from store.keys import RedisKeys
 from store.settings import Settings
-from workers.events import Events
+from services.events import Events
 
 
 class Runtime:

@@ -20,10 +20,10 @@ from sqlalchemy import or_, select, update
 from store.db import after_commit
 from store.schema import Job, JobStatus
 from store.schema.base import utcnow
-from workers.jobs import job_payload
-from workers.queues import QUEUES, Queue
-from workers.registry import get_kind, message_options
-from workers.runtime import Runtime
+from services.jobs import job_payload
+from services.queues import QUEUES, Queue
+from services.registry import get_kind, message_options
+from services.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,8 @@ def _publish(celery: Celery, job: Job, producer) -> None:
 
 def dispatch(celery: Celery, runtime: Runtime) -> dict[str, list[str]]:
     """One pass: send queued jobs whose message failed to go or went missing; end those that expired."""
-    from workers.lifecycle import end_job
-    from workers.reaper import messages_held
+    from services.lifecycle import end_job
+    from services.reaper import messages_held
 
     now = utcnow()
     grace = now - timedelta(seconds=runtime.settings.dispatch_grace)

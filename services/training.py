@@ -20,8 +20,7 @@ from sqlalchemy import update
 from models.architectures import Architecture, get_architecture
 from store.schema import Checkpoint, CheckpointStatus, Dataset, DatasetStatus
 from store.scratch import fresh_scratch
-from workers.settle import checkpoint_end_values
-from workers.context import JobContext
+from services.settle import checkpoint_end_values
 
 
 @dataclass
@@ -41,18 +40,18 @@ class Plan:
     curve: list = field(default_factory=list)
 
 
-def train(ctx: JobContext, checkpoint_id: int) -> dict:
+def train(ctx, checkpoint_id: int) -> dict:
     plan = _plan(ctx, checkpoint_id)
     if isinstance(plan, dict):
         return plan  # finished by an earlier delivery of this job
     work = fresh_scratch(ctx.rt.settings.work_dir, f"train-{checkpoint_id}-", ctx.id)
     try:
-        return Run(ctx, plan, work).run()  # a run that raises is settled by the job's end (workers.settle)
+        return Run(ctx, plan, work).run()  # a run that raises is settled by the job's end (services.settle)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _plan(ctx: JobContext, checkpoint_id: int) -> Plan | dict:
+def _plan(ctx, checkpoint_id: int) -> Plan | dict:
     with ctx.rt.sessions() as session:
         ck = session.get(Checkpoint, checkpoint_id)
         if ck is None:
@@ -71,7 +70,7 @@ def _plan(ctx: JobContext, checkpoint_id: int) -> Plan | dict:
 
 
 class Run:
-    def __init__(self, ctx: JobContext, plan: Plan, work: Path):
+    def __init__(self, ctx, plan: Plan, work: Path):
         self.ctx, self.plan, self.work = ctx, plan, work
         self.blobs = ctx.rt.blobs
         self.params = plan.params
@@ -197,7 +196,7 @@ class Run:
 
     def _save_state(self, state: dict) -> None:
         """Name the new epoch file in one conditional UPDATE; the file it replaces is left to the blob
-        collector (workers/collector.py), which deletes it once no row names it."""
+        collector (services/collector.py), which deletes it once no row names it."""
         with self.ctx.rt.sessions() as session:
             done = session.execute(
                 update(Checkpoint).where(Checkpoint.id == self.plan.checkpoint_id, Checkpoint.job_id == self.ctx.id,

@@ -1,5 +1,5 @@
 """The checkpoint tree as the API and the training job share it: lineage, payloads, starting a training
-run. A run that ends without finishing is settled by its job's end (`workers.settle`).
+run. A run that ends without finishing is settled by its job's end (`services.settle`).
 
 Nothing here imports TensorFlow: the API uses it. The tree's rules: a root comes from an architecture
 (weights = its deterministic initialisation with a seed) or an uploaded `.keras` file; a fork starts from
@@ -13,8 +13,8 @@ from sqlalchemy import select, update
 
 from models.architectures import get_architecture
 from store.schema import Checkpoint, CheckpointStatus, Dataset, Job, LabelMap, User
-from workers import jobs as job_service
-from workers.outbox import send_after_commit
+from services import jobs as job_service
+from services.outbox import send_after_commit
 
 TRAINABLE = (CheckpointStatus.fresh, CheckpointStatus.failed)
 

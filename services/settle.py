@@ -1,5 +1,5 @@
 """What each job kind's end means for its resource, written once per kind and called by
-`workers.lifecycle.end_job` in the transaction that ends the job.
+`services.lifecycle.end_job` in the transaction that ends the job.
 
 - `dataset.build`: a build that did not succeed leaves its dataset `failed` with the reason, which the next
   request for the same definition builds again; a succeeded build has already published the row.

@@ -1,7 +1,7 @@
 """Submitting and cancelling jobs, and the one JSON shape of a job (REST responses and events alike).
 
 The Job row is committed before its message is sent (a worker never sees an id the catalog lacks), and
-the row is the outbox: a job is accepted once committed, whatever the broker's state (`workers.outbox`).
+the row is the outbox: a job is accepted once committed, whatever the broker's state (`services.outbox`).
 Ids are passed, never objects.
 """
 
@@ -19,11 +19,15 @@ from sqlalchemy.orm import Session
 from store.db import after_commit
 from store.schema import Job, JobStatus
 from store.schema.base import utcnow
-from workers.queues import Queue
-from workers.registry import get_kind
-from workers.runtime import Runtime
+from services.queues import Queue
+from services.registry import get_kind
+from services.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    """Raised inside a task at its next step after the job was cancelled (by the job context)."""
 
 
 class JobStateError(Exception):
@@ -100,8 +104,8 @@ def submit(celery: Celery, runtime: Runtime, session: Session, kind: str, **fiel
 def submit_many(celery: Celery, runtime: Runtime, session: Session, specs: list[dict]) -> list[Job]:
     """Several jobs in one transaction. They are accepted once the commit is done: their messages are
     sent after it (one producer connection), and a message that cannot be sent now is sent by the
-    dispatcher later (`workers.outbox`), so a broker outage never loses or fails an accepted job."""
-    from workers.outbox import send_after_commit
+    dispatcher later (`services.outbox`), so a broker outage never loses or fails an accepted job."""
+    from services.outbox import send_after_commit
 
     jobs = [create_job(session, spec["kind"], **{k: v for k, v in spec.items() if k != "kind"}) for spec in specs]
     send_after_commit(celery, runtime, session, jobs)
@@ -113,7 +117,7 @@ def cancel(celery: Celery, runtime: Runtime, session: Session, job_id: str) -> J
     """A queued job is cancelled at once (its resource settled in the same transaction); a running one is
     asked to stop and stops at its next step. Each is one conditional UPDATE, so a cancel racing the job's
     own end never overwrites it."""
-    from workers.lifecycle import end_job
+    from services.lifecycle import end_job
 
     ended = end_job(runtime, session, job_id, JobStatus.cancelled, message="cancelled before it started",
                     from_states=(JobStatus.queued,), cancel_requested=True)

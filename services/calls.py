@@ -20,8 +20,8 @@ import threading
 import time
 import uuid
 
-from workers.queues import Queue
-from workers.registry import message_options
+from services.queues import Queue
+from services.registry import message_options
 
 CALLS: dict[str, Queue] = {"suggest": Queue.inference}
 REPLY_TTL = 60
@@ -54,13 +54,10 @@ def quiet(celery):
     """The caller's Celery app without `task-sent` events (made once per app): what sends call messages."""
     twin = getattr(celery, "loopline_quiet", None)
     if twin is None:
-        from workers.celery_app import create_celery
-
         with _quiet_lock:
             twin = getattr(celery, "loopline_quiet", None)
             if twin is None:
-                celery.loopline_quiet = twin = create_celery(celery.loopline_settings, include_tasks=False,
-                                                             sent_events=False)
+                celery.loopline_quiet = twin = celery.loopline_quiet_twin()
     return twin
 
 

@@ -6,7 +6,7 @@ A running job's worker refreshes a heartbeat key; when the key has expired the w
   head of its queue at once (kombu's own restore), so the next free worker resumes the job now rather
   than when the queue's visibility timeout (a week for training) runs out;
 - the message is gone (an early-ack queue, a broker that restarted empty): the job goes back to `queued`
-  with no send recorded, and the dispatcher (`workers.outbox`) sends it again.
+  with no send recorded, and the dispatcher (`services.outbox`) sends it again.
 A job whose workers keep dying fails after `max_attempts` runs. A job never stays `running` forever.
 Right after Redis restarted (it keeps nothing here) heartbeats are missing for a moment although their
 workers live; the reaper waits a heartbeat TTL of Redis uptime before it believes a missing one.
@@ -24,9 +24,9 @@ from sqlalchemy import select, update
 from store.db import after_commit
 from store.schema import Job, JobStatus
 from store.schema.base import utcnow
-from workers.jobs import job_payload
-from workers.queues import Queue, unacked_key
-from workers.runtime import Runtime
+from services.jobs import job_payload
+from services.queues import Queue, unacked_key
+from services.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def _reap_one(runtime: Runtime, session, job: Job, held: dict, report: ReapRepor
     queue when the broker still holds it in flight, left where it is when it waits in the queue, and sent
     again by the dispatcher when it is gone (an early-ack queue, a broker that restarted empty). A job whose
     workers died `max_attempts` times fails: it is what kills them."""
-    from workers.lifecycle import end_job
+    from services.lifecycle import end_job
 
     if job.attempts >= runtime.settings.max_attempts:
         why = (f"its worker died {job.attempts} times while running it (last: {job.worker}); "

@@ -13,11 +13,10 @@ from sqlalchemy import update
 
 from store.schema import Checkpoint, Deployment, DeploymentStatus
 from store.scratch import fresh_scratch
-from workers.context import JobContext
-from workers.deployments import activate
+from services.deployments import activate
 
 
-def deploy(ctx: JobContext, deployment_id: int, activate_it: bool) -> dict:
+def deploy(ctx, deployment_id: int, activate_it: bool) -> dict:
     rt = ctx.rt
     with rt.sessions() as session:
         deployment = session.get(Deployment, deployment_id)
@@ -46,7 +45,7 @@ def deploy(ctx: JobContext, deployment_id: int, activate_it: bool) -> dict:
                 "active": deployment.active, "model_key": deployment.model_key}
 
 
-def _export(ctx: JobContext, deployment_id: int, weights_key: str) -> tuple[str, float]:
+def _export(ctx, deployment_id: int, weights_key: str) -> tuple[str, float]:
     from models import export, networks, training  # TensorFlow: only the deployment pool gets here
 
     work = fresh_scratch(ctx.rt.settings.work_dir, f"deploy-{deployment_id}-", ctx.id)

@@ -14,8 +14,8 @@ from sqlalchemy import select, update
 from models.architectures import get_architecture
 from store.schema import Checkpoint, Deployment, DeploymentStatus, DeploymentTask, LabelClass
 from store.schema.base import utcnow
-from workers import jobs as job_service
-from workers.outbox import send_after_commit
+from services import jobs as job_service
+from services.outbox import send_after_commit
 
 
 class DeployError(ValueError):

@@ -23,7 +23,7 @@ from handlers.imaging import ImageLimits, ImageRejected, normalize
 from store.schema import Image
 from store.settings import Settings
 from store.staging import Staging
-from workers.fetch import FetchPolicy, FetchRefused, fetch
+from services.fetch import FetchPolicy, FetchRefused, fetch
 
 ZIP_MAGIC = b"PK\x03\x04"
 _JUNK = ("__MACOSX/", ".DS_Store", "Thumbs.db")

@@ -118,8 +118,8 @@ def _fail(item: dict, reason: str, message: str) -> None:
 
 
 def _download(alive, state, runtime, settings) -> None:
-    from workers.fetch import FetchRefused, fetch
-    from workers.ingest import fetch_policy
+    from services.fetch import FetchRefused, fetch
+    from services.ingest import fetch_policy
 
     policy = fetch_policy(settings)
     for i, item in alive:
@@ -172,7 +172,7 @@ def _preprocess(alive, state, runtime, models) -> None:
 
 
 def _model(stage, alive, state, runtime, models) -> None:
-    from workers.inference import box_in_image, top_class
+    from services.inference import box_in_image, top_class
 
     loaded = models.get(state["deployment_id"])
     ready = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workers.queues import QUEUES, Queue
+from services.queues import QUEUES, Queue
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,8 @@ def get_kind(name: str) -> JobKind:
 
 
 def task_routes() -> dict[str, dict[str, str]]:
-    from workers.calls import CALLS, task_name
-    from workers.pipelines import STAGES, stage_task_name
+    from services.calls import CALLS, task_name
+    from services.pipelines import STAGES, stage_task_name
 
     routes = {kind.task_name(q): q for kind in KINDS.values() for q in kind.queues()}
     routes.update({task_name(c): q for c, q in CALLS.items()})

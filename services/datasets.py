@@ -8,7 +8,7 @@ the selected boxes gives another.
 `request_dataset` answers from the catalog when the key is built (a hit), joins the running build when
 there is one, and otherwise creates the row and the build job under a short Redis lock keyed by the
 dataset key. The catalog is the truth: the lock only keeps concurrent requests from racing to create
-the row, and a build that did not succeed leaves its row `failed` (`workers.settle`), which the next
+the row, and a build that did not succeed leaves its row `failed` (`services.settle`), which the next
 request builds again.
 """
 
@@ -28,8 +28,8 @@ from handlers.registry import Handler
 from store.schema import Checkpoint, CheckpointStatus, Dataset, DatasetStatus, Job, JobStatus, LabelMap
 from store.schema.base import utcnow
 from store.selection import fingerprint
-from workers import jobs as job_service
-from workers.outbox import send_after_commit
+from services import jobs as job_service
+from services.outbox import send_after_commit
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Whoever ends a job — its task finishing or failing, a cancel while queued, the reaper giving up on a job
 whose worker keeps dying, the dispatcher finding an interactive message expired — calls `end_job`. It moves
 the job with one conditional UPDATE (`queued`/`running` → terminal: a terminal state is never overwritten)
-and, in the same transaction, calls the kind's settle hook (`workers.settle`), which puts the job's resource
+and, in the same transaction, calls the kind's settle hook (`services.settle`), which puts the job's resource
 into the state that outcome implies. The caller commits; the job's event goes out after the commit.
 """
 
@@ -14,9 +14,9 @@ from sqlalchemy import update
 from store.db import after_commit
 from store.schema import Job, JobStatus
 from store.schema.base import utcnow
-from workers.jobs import job_payload
-from workers.runtime import Runtime
-from workers.settle import settle
+from services.jobs import job_payload
+from services.runtime import Runtime
+from services.settle import settle
 
 LIVE = (JobStatus.queued, JobStatus.running)
 
