@@ -89,7 +89,7 @@ def test_rooms_are_isolated_between_projects(server, workers, tokens):
 def test_job_room_follows_one_job(app, server, workers, tokens, redis_client, sql):
     """A client that joins a running job's room sees its progress and its end; the last event is
     exactly what the REST API returns for the job."""
-    from tests.test_jobs import _submit_wait
+    from tests.integration.test_jobs import _submit_wait
 
     token = tokens["alice"]
     alice_id = sql("SELECT id FROM users WHERE name = 'alice'")[0][0]

@@ -23,7 +23,7 @@ from tests.conftest import unique
 from tests.support.procs import ROOT, Server, settings_env
 from tests.support.sio import Listener
 from tests.support.waiting import wait_until
-from tests.test_jobs import _submit_wait
+from tests.integration.test_jobs import _submit_wait
 
 
 @pytest.fixture(scope="module")

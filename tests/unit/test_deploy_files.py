@@ -21,7 +21,7 @@ import yaml
 from api.cli import worker as worker_command
 from services.queues import QUEUES, Queue, unacked_key
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUEUE_NAMES = {q.value for q in Queue}
 
 

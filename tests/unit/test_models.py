@@ -179,7 +179,7 @@ def test_the_api_and_other_pools_never_import_tensorflow(tmp_path):
             "from workers.celery_app import TASK_MODULES; import importlib; "
             "[importlib.import_module(m) for m in TASK_MODULES]; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'onnx', 'tf2onnx'}))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
                          text=True, timeout=120, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr
 

@@ -29,7 +29,7 @@ HOLDER = textwrap.dedent("""
 
 def test_a_writer_in_another_process_holds_the_gate_until_it_is_done(tmp_path):
     url = f"sqlite:///{tmp_path / 'catalog.db'}"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, url, str(tmp_path)], cwd=Path(__file__).parents[1])
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, url, str(tmp_path)], cwd=Path(__file__).parents[2])
     try:
         wait_until((tmp_path / "held").exists, 30, "the other process never took the gate", every=0.01)
         entered = threading.Event()

@@ -27,7 +27,7 @@ from handlers.records import Box, LabelMapSpec, Record, Sample
 from handlers.registry import ConfigError, Handler, HandlerRegistry, Option, UnknownHandler, default_registry
 from handlers.suggest import SuggestHandler
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LABELS = LabelMapSpec(("red", "green", "blue"))
 COLOURS = {1: (230, 30, 30), 2: (30, 210, 40), 3: (40, 60, 230)}
 BG = (120, 110, 100)
@@ -340,7 +340,7 @@ def test_same_output_in_another_process():
     code = textwrap.dedent("""
         import hashlib, sys
         sys.path.insert(0, sys.argv[1])
-        from tests.test_handlers import SAMPLES, AUGMENT, build
+        from tests.unit.test_handlers import SAMPLES, AUGMENT, build
         from handlers.registry import default_registry
         h = hashlib.sha256()
         for r in build(default_registry().get("detection@1"), SAMPLES[:4], **AUGMENT):
