@@ -7,6 +7,8 @@ import uuid
 
 import pytest
 
+from tests.support.waiting import wait_until
+
 from services import jobs as job_service
 from services.queues import QUEUES as QUEUE_TABLE
 from services.queues import Queue
@@ -82,7 +84,8 @@ def _user_id(sql, name):
 def test_cancel_running_job_stops_it_cooperatively(app, alice, project, workers, sql, redis_client):
     job_id, _release = _submit_wait(app, project["id"], "augmentation", _user_id(sql, "alice"))
     alice.wait_job(job_id, statuses=("running",))
-    time.sleep(0.3)
+    wait_until(lambda: alice.get(f"/api/jobs/{job_id}").get_json()["details"].get("steps", 0) > 0, 10,
+               "the job made a step")
     res = alice.post(f"/api/jobs/{job_id}/cancel")
     assert res.status_code == 202 and res.get_json()["cancel_requested"] is True
     started = time.monotonic()
@@ -100,10 +103,12 @@ def test_cancel_queued_job_never_runs(app, alice, project, workers, sql, redis_c
     probe = alice.post("/api/jobs", json={"kind": "probe", "queue": "training", "project_id": project["id"]}).get_json()
     res = alice.post(f"/api/jobs/{probe['id']}/cancel")
     assert res.status_code == 202 and res.get_json()["status"] == "cancelled"
+    later = alice.post("/api/jobs", json={"kind": "probe", "queue": "training", "project_id": project["id"]}).get_json()
     redis_client.set(release, "1")
     assert alice.wait_job(blocker)["status"] == "succeeded"
-    # the probe's message reaches the worker after the blocker; it must be dropped unrun
-    time.sleep(1.0)
+    # the one training process takes messages in order: once the later probe ran, the cancelled one's
+    # message has reached the worker too, and must have been dropped unrun
+    assert alice.wait_job(later["id"])["status"] == "succeeded"
     after = alice.get(f"/api/jobs/{probe['id']}").get_json()
     assert after["status"] == "cancelled" and after["attempts"] == 0 and after["started_at"] is None
 

@@ -78,7 +78,12 @@ def test_rooms_are_isolated_between_projects(server, workers, tokens):
         job_a = _http(server, a_token, "POST", "/api/jobs", json={"kind": "probe", "queue": "inference", "project_id": project_a}).json()
         bob.wait_for(job_b["id"], "succeeded")
         alice.wait_for(job_a["id"], "succeeded")
-        time.sleep(0.3)
+        # one more job each, seen by its own client: events reach a socket in the order they were
+        # published, so any event of the other project would have come before these
+        last_a = _http(server, a_token, "POST", "/api/jobs", json={"kind": "probe", "queue": "inference", "project_id": project_a}).json()
+        last_b = _http(server, b_token, "POST", "/api/jobs", json={"kind": "probe", "queue": "inference", "project_id": project_b}).json()
+        alice.wait_for(last_a["id"], "succeeded")
+        bob.wait_for(last_b["id"], "succeeded")
         assert {e["project_id"] for e in alice.events} == {project_a}
         assert {e["project_id"] for e in bob.events} == {project_b}
     finally:
