@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import partial
+from functools import partial, wraps
 
 from flask import Flask, request
 
@@ -51,6 +51,7 @@ def create_app(config=None) -> Flask:
                metrics.bp):
         rest.register_blueprint(bp)
     register_error_handlers(app)  # after rest.init_app: ours replace smorest's error format
+    _requests_own_their_transaction(app, db)
     init_auth(app)
     _limit_json_bodies(app, settings.max_json_bytes)
     # Websocket only: a connection lives on one socket, so any number of API processes can serve it
@@ -65,6 +66,26 @@ def create_app(config=None) -> Flask:
     suggestions.register_socketio_suggestions(socketio)
     _subscribe_now(socketio)
     return app
+
+
+def _requests_own_their_transaction(app: Flask, db) -> None:
+    """Views and commands never commit: a request's unit of work commits once, after its view returned and
+    before the answer leaves (so a conflict found at commit still answers 409, an unreachable catalog 503),
+    and the messages and events it produced go out after that commit (`store.db.after_commit`). Any error
+    rolls it all back when the app context ends."""
+
+    def committing(view):
+        @wraps(view)
+        def run(*args, **kwargs):
+            response = view(*args, **kwargs)
+            db.session.commit()
+            return response
+
+        return run
+
+    for endpoint, view in list(app.view_functions.items()):
+        if endpoint != "static":
+            app.view_functions[endpoint] = committing(view)
 
 
 def _subscribe_now(sio, timeout: float = 5.0) -> None:

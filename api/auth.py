@@ -41,7 +41,6 @@ def authenticate(token: str | None) -> Caller | None:
     now = utcnow()
     if caller.token_last_used_at is None or now - caller.token_last_used_at > _TOUCH_EVERY:
         db.session.execute(update(ApiToken).where(ApiToken.id == caller.token_id).values(last_used_at=now))
-        db.session.commit()
     return caller
 
 

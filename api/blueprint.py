@@ -26,13 +26,27 @@ class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = _Parser()
 
 
-def page(query: Select, args: dict, dump, *, scalars: bool = True) -> dict:
-    """Run `query` for one page; total comes from a COUNT over the same filters. With `scalars=False`
-    each item handed to `dump` is a row of several columns."""
+def page(query: Select, args: dict, dump=None, *, scalars: bool = True) -> dict:
+    """Run `query` for one page; total comes from a COUNT over the same filters. Without `dump` the
+    items are the rows themselves (the page's schema serialises them). With `scalars=False` each item
+    handed to `dump` is a row of several columns."""
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     window = query.limit(args["limit"]).offset(args["offset"])
     rows = db.session.scalars(window).all() if scalars else db.session.execute(window).all()
-    return {"items": [dump(r) for r in rows], "total": total, "limit": args["limit"], "offset": args["offset"]}
+    items = rows if dump is None else [dump(r) for r in rows]
+    return {"items": items, "total": total, "limit": args["limit"], "offset": args["offset"]}
+
+
+class Extended:
+    """A row with a few more attributes for its schema to dump: a checkpoint with its lineage, a
+    deployment with its job. Everything else is read from the row."""
+
+    def __init__(self, row, **extra):
+        self._row = row
+        self.__dict__.update(extra)
+
+    def __getattr__(self, name):
+        return getattr(self._row, name)
 
 
 def ensure_name_free(model, name: str, message: str, *, exclude_id: int | None = None, **scope) -> None:

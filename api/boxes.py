@@ -138,7 +138,7 @@ class ImageAnnotations(MethodView):
         revision = claim_revision(image, expected)
         a = new_annotation(image, data)
         db.session.add(a)
-        db.session.commit()
+        db.session.flush()
         return {"revision": revision, "annotation": annotation_out(a)}
 
     @bp.arguments(BoxReplace)
@@ -153,7 +153,7 @@ class ImageAnnotations(MethodView):
         for old in db.session.scalars(select(Annotation).where(Annotation.image_id == image.id)):
             db.session.delete(old)
         db.session.add_all(new_annotation(image, b) for b in boxes)
-        db.session.commit()
+        db.session.flush()
         db.session.refresh(image)
         return boxes_of(image)
 
@@ -199,7 +199,7 @@ class AnnotationItem(MethodView):
         revision = claim_revision(image, expected)
         for key, value in {**data, **geometry}.items():
             setattr(a, key, value)
-        db.session.commit()
+        db.session.flush()
         return {"revision": revision, "annotation": annotation_out(a)}
 
     @bp.arguments(RevisionQuery, location="query")
@@ -210,7 +210,7 @@ class AnnotationItem(MethodView):
         a = get_annotation(project_id, annotation_id)
         revision = claim_revision(db.session.get(Image, a.image_id), args["revision"])
         db.session.delete(a)
-        db.session.commit()
+        db.session.flush()
         return {"revision": revision, "annotation": None}
 
 
@@ -252,7 +252,7 @@ class AnnotationReview(MethodView):
             review.corrected_class_id = correction.class_id
         a.status = AnnotationStatus.accepted if data["verdict"] is Verdict.valid else AnnotationStatus.rejected
         bump_revision(image.id)  # the failed-cases set and the accepted boxes changed
-        db.session.commit()
+        db.session.flush()
         return annotation_out(a, review)
 
 

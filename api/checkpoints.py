@@ -11,7 +11,7 @@ from flask.views import MethodView
 from sqlalchemy import select
 
 from api.auth import current_user, require_role
-from api.blueprint import Blueprint, in_project, page
+from api.blueprint import Blueprint, Extended, in_project, page
 from api.errors import ApiError, load_input
 from api.extensions import celery, db, runtime
 from api.files import download_doc, send_blob
@@ -24,8 +24,7 @@ from api.uploads import uploaded_files
 from models.architectures import ARCHITECTURES, Architecture, UnknownArchitecture, get_architecture
 from models.keras_file import InvalidModelFile, check_keras_file
 from store.schema import Checkpoint, CheckpointStatus, Dataset, DatasetStatus, LabelMap, LabelMapEntry, Role
-from services import jobs as job_service
-from services.checkpoints import TRAINABLE, checkpoint_payload, start_training
+from services.checkpoints import TRAINABLE, lineage, start_training
 
 bp = Blueprint("checkpoints", __name__, url_prefix="/api", description="Architectures and the checkpoint tree")
 PROJECT = "/projects/<int:project_id>/checkpoints"
@@ -56,8 +55,9 @@ def get_checkpoint(project_id: int, checkpoint_id: int) -> Checkpoint:
     return in_project(Checkpoint, checkpoint_id, project_id, "checkpoint")
 
 
-def _payload(checkpoint: Checkpoint, **kw) -> dict:
-    return checkpoint_payload(db.session, checkpoint, **kw)
+def with_lineage(checkpoint: Checkpoint, **extra) -> Extended:
+    """The checkpoint as one checkpoint's answers show it: with its lineage (and what else `extra` adds)."""
+    return Extended(checkpoint, lineage=lineage(db.session, checkpoint), **extra)
 
 
 @bp.route(PROJECT)
@@ -75,7 +75,7 @@ class Checkpoints(MethodView):
         if "class_id" in args:
             maps = select(LabelMapEntry.label_map_id).where(LabelMapEntry.class_id == args["class_id"])
             q = q.where(Checkpoint.label_map_id.in_(maps))
-        return page(q.order_by(Checkpoint.id), args, _payload)
+        return page(q.order_by(Checkpoint.id), args)
 
     @bp.response(201, CheckpointOut)
     @bp.doc(requestBody={"required": True, "content": {
@@ -102,11 +102,11 @@ class Checkpoints(MethodView):
             config={"source": "architecture", "input_size": size, "seed": data["seed"]}, state={}, params={},
             metrics={}, curve=[], created_by=current_user().id)
         db.session.add(checkpoint)
-        db.session.commit()
-        return _payload(checkpoint, lineage=True)
+        db.session.flush()
+        return with_lineage(checkpoint)
 
 
-def _upload_root(project_id: int) -> dict:
+def _upload_root(project_id: int) -> Extended:
     form = load_input(CheckpointUploadForm(), request.form.to_dict())
     files = uploaded_files("file", what="the .keras file", form=True)
     if len(files) != 1:
@@ -129,8 +129,8 @@ def _upload_root(project_id: int) -> dict:
                 "file_bytes": size, "keras_version": info.keras_version},
         state={}, params={}, metrics={}, curve=[], created_by=current_user().id)
     db.session.add(checkpoint)
-    db.session.commit()
-    return _payload(checkpoint, lineage=True)
+    db.session.flush()
+    return with_lineage(checkpoint)
 
 
 @bp.route(f"{PROJECT}/tree")
@@ -139,13 +139,13 @@ class Tree(MethodView):
     def get(self, project_id):
         """Every checkpoint of the project as a forest: roots, each node with its `children`."""
         require_role(project_id)
-        nodes = {c.id: {**_payload(c), "children": []}
+        nodes = {c.id: Extended(c, children=[])
                  for c in db.session.scalars(select(Checkpoint).where(Checkpoint.project_id == project_id)
                                              .order_by(Checkpoint.id))}
         roots = []
         for node in nodes.values():
-            parent = nodes.get(node["parent_id"])
-            (parent["children"] if parent else roots).append(node)
+            parent = nodes.get(node.parent_id)
+            (parent.children if parent else roots).append(node)
         return {"roots": roots}
 
 
@@ -156,7 +156,7 @@ class CheckpointItem(MethodView):
         """One checkpoint with its lineage: ancestors, children, the dataset and label map (with classes) it
         was trained on, who made it; and its metrics and training curve."""
         require_role(project_id)
-        return _payload(get_checkpoint(project_id, checkpoint_id), lineage=True)
+        return with_lineage(get_checkpoint(project_id, checkpoint_id))
 
 
 @bp.route(f"{PROJECT}/<int:checkpoint_id>/fork")
@@ -177,8 +177,8 @@ class Fork(MethodView):
             config={**parent.config, "source": "fork"}, state={}, params={}, metrics={}, curve=[],
             created_by=current_user().id)
         db.session.add(child)
-        db.session.commit()
-        return _payload(child, lineage=True)
+        db.session.flush()
+        return with_lineage(child)
 
 
 @bp.route(f"{PROJECT}/<int:checkpoint_id>/train")
@@ -200,7 +200,7 @@ class Train(MethodView):
         dataset = _dataset_for(checkpoint, data)
         params = {k: v for k, v in data.items() if k != "dataset_key"}
         job = start_training(celery(), runtime(), db.session, checkpoint, dataset, params, current_user().id)
-        return {**_payload(checkpoint, lineage=True), "job": job_service.job_payload(job)}
+        return with_lineage(checkpoint, job=job)
 
 
 def _dataset_for(checkpoint: Checkpoint, data: dict) -> Dataset:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from api.inputs import ID_MAX, File, Files, Text
-from api.schemas import Id, PageQuery, Strict, page_of
-from store.schema import AnnotationSource, AnnotationStatus, Verdict
+from api.schemas import Id, JobOut, PageQuery, Strict, page_of
+from store.schema import AnnotationSource, AnnotationStatus, DatasetStatus, Verdict
+from services.datasets import handler_ref
 
 _COORD = {"allow_nan": False, "validate": validate.Range(min=0)}
 _SIZE = {"allow_nan": False, "validate": validate.Range(min=0, min_inclusive=False),
@@ -304,15 +305,17 @@ class DatasetQuery(PageQuery):
 
 
 class DatasetOut(Schema):
+    """Dumps a Dataset row."""
+
     key = fields.String(metadata={"description": "SHA-256 of the canonical definition"})
     project_id = fields.Integer()
     name = fields.String()
-    handler = fields.String()
+    handler = fields.Function(handler_ref, metadata={"type": "string", "description": "name@version"})
     config = fields.Dict()
     label_map_id = fields.Integer(allow_none=True)
     subset = fields.String()
     data_revision = fields.String()
-    status = fields.String()
+    status = fields.Enum(DatasetStatus, by_value=fields.String)
     job_id = fields.String(allow_none=True)
     error = fields.String(allow_none=True)
     sha256 = fields.String(allow_none=True)
@@ -328,7 +331,7 @@ class DatasetOut(Schema):
 class DatasetRequested(Schema):
     dataset = fields.Nested(DatasetOut)
     cached = fields.Boolean(metadata={"description": "true: built before, served from the cache"})
-    job = fields.Dict(allow_none=True, metadata={"description": "the build job (202)"})
+    job = fields.Nested(JobOut, allow_none=True, metadata={"description": "the build job (202)"})
 
 
 class HandlerList(Schema):

@@ -16,8 +16,7 @@ from api.labels import get_label_map
 from handlers.registry import ConfigError, UnknownHandler, default_registry
 from store.schema import Checkpoint, Dataset, DatasetStatus, Role
 from store.schema.base import utcnow
-from services import jobs as job_service
-from services.datasets import dataset_payload, define, in_training, request_dataset
+from services.datasets import define, in_training, request_dataset
 
 bp = Blueprint("datasets", __name__, url_prefix="/api", description="Datasets built by handlers, and their cache")
 
@@ -59,7 +58,7 @@ class Datasets(MethodView):
         for key in ("status", "name"):
             if key in args:
                 q = q.where(getattr(Dataset, key) == args[key])
-        return page(q.order_by(Dataset.last_access_at.desc(), Dataset.id.desc()), args, dataset_payload)
+        return page(q.order_by(Dataset.last_access_at.desc(), Dataset.id.desc()), args)
 
     @bp.arguments(DatasetIn)
     @bp.response(200, DatasetRequested)
@@ -85,8 +84,7 @@ class Datasets(MethodView):
             raise ApiError(400, f"label map {label_map.id} selects nothing: there are no {what} accepted boxes of "
                                 "its classes yet", fields={"label_map_id": ["selects no images"]})
         answer = request_dataset(celery(), runtime(), db.session, definition, current_user().id)
-        body = {"dataset": dataset_payload(answer.dataset), "cached": answer.hit,
-                "job": job_service.job_payload(answer.job) if answer.job else None}
+        body = {"dataset": answer.dataset, "cached": answer.hit, "job": answer.job}
         return body, (200 if answer.hit else 202)
 
 
@@ -94,7 +92,7 @@ class Datasets(MethodView):
 class DatasetItem(MethodView):
     @bp.response(200, DatasetOut)
     def get(self, key):
-        return dataset_payload(visible_dataset(key))
+        return visible_dataset(key)
 
     @bp.response(204)
     def delete(self, key):
@@ -106,7 +104,7 @@ class DatasetItem(MethodView):
         if db.session.scalar(in_training().where(Checkpoint.dataset_id == dataset.id).limit(1)):
             raise ApiError(409, f"dataset {key} is being trained on; wait for the training job or cancel it")
         db.session.delete(dataset)
-        db.session.commit()
+        db.session.flush()
 
 
 @bp.route("/datasets/<string:key>/archive")
@@ -128,5 +126,5 @@ class DatasetArchive(MethodView):
         db.session.execute(update(Dataset).where(Dataset.id == dataset.id).values(
             downloads=Dataset.downloads + (1 if full else 0), bytes_served=Dataset.bytes_served + served,
             last_access_at=utcnow()))
-        db.session.commit()
+        db.session.flush()
         return response

@@ -6,15 +6,14 @@ from flask.views import MethodView
 from sqlalchemy import select
 
 from api.auth import current_user, require_role
-from api.blueprint import Blueprint, in_project, page
+from api.blueprint import Blueprint, Extended, in_project, page
 from api.checkpoints import get_checkpoint
 from api.errors import ApiError
 from api.extensions import celery, db, runtime
 from api.files import download_doc, send_blob
 from api.model_schemas import DeploymentIn, DeploymentOut, DeploymentPage, DeploymentQuery
 from store.schema import Deployment, DeploymentStatus, DeploymentTask, Job, Role
-from services import jobs as job_service
-from services.deployments import DeployError, activate, active_deployment, deployment_payload, request_deployment
+from services.deployments import DeployError, activate, active_deployment, request_deployment
 
 bp = Blueprint("deployments", __name__, url_prefix="/api/projects/<int:project_id>/deployments",
                description="ONNX deployments of checkpoints; the active one serves suggestions and pipelines")
@@ -50,7 +49,7 @@ class Deployments(MethodView):
         for key in ("active", "status"):
             if key in args:
                 q = q.where(getattr(Deployment, key) == args[key])
-        return page(q.order_by(Deployment.id.desc()), args, deployment_payload)
+        return page(q.order_by(Deployment.id.desc()), args)
 
     @bp.arguments(DeploymentIn)
     @bp.response(202, DeploymentOut)
@@ -65,8 +64,7 @@ class Deployments(MethodView):
                                             user_id=current_user().id)
         except DeployError as exc:
             raise ApiError(409, str(exc), fields={"checkpoint_id": [str(exc)]}) from None
-        job = job_service.job_payload(db.session.get(Job, deployment.job_id))
-        return {**deployment_payload(deployment), "job": job}
+        return Extended(deployment, job=db.session.get(Job, deployment.job_id))
 
 
 @bp.route("/<int:deployment_id>")
@@ -74,7 +72,7 @@ class DeploymentItem(MethodView):
     @bp.response(200, DeploymentOut)
     def get(self, project_id, deployment_id):
         require_role(project_id)
-        return deployment_payload(get_deployment(project_id, deployment_id))
+        return get_deployment(project_id, deployment_id)
 
 
 @bp.route("/<int:deployment_id>/activate")
@@ -88,7 +86,7 @@ class Activate(MethodView):
         if deployment.status is not DeploymentStatus.ready:
             raise ApiError(409, f"deployment {deployment.id} is {deployment.status.value}"
                            + (f": {deployment.error}" if deployment.error else "") + "; only a ready one can be active")
-        return deployment_payload(activate(runtime(), db.session, deployment))
+        return activate(runtime(), db.session, deployment)
 
 
 @bp.route("/<int:deployment_id>/model")

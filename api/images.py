@@ -155,7 +155,7 @@ class ImageItem(MethodView):
                 select(func.count()).select_from(Review).where(Review.annotation_id.in_(boxes))),
         }
         db.session.delete(image)  # boxes and reviews go by ON DELETE CASCADE
-        db.session.commit()
+        db.session.flush()
         return {"image_id": image_id, **counts}
 
 

@@ -47,14 +47,13 @@ class Jobs(MethodView):
             q = q.where(Job.kind == args["kind"])
         if "status" in args:
             q = q.where(Job.status == args["status"])
-        return page(q.order_by(Job.created_at.desc(), Job.id), args, job_service.job_payload)
+        return page(q.order_by(Job.created_at.desc(), Job.id), args)
 
     @bp.arguments(JobIn)
     @bp.response(202, JobOut)
     def post(self, data):
         """Enqueue a job. The probe runs on the queue you name and proves it end to end."""
-        job = job_service.submit_many(celery(), runtime(), db.session, [_job_spec(data)])[0]
-        return job_service.job_payload(job)
+        return job_service.submit_many(celery(), runtime(), db.session, [_job_spec(data)])[0]
 
 
 @bp.route("/batch")
@@ -65,7 +64,7 @@ class JobBatch(MethodView):
         """Enqueue up to 500 jobs in one request: all are validated before any is written."""
         specs = [_job_spec(item, f"jobs.{i}.") for i, item in enumerate(data["jobs"])]
         jobs = job_service.submit_many(celery(), runtime(), db.session, specs)
-        return {"items": [job_service.job_payload(j) for j in jobs]}
+        return {"items": jobs}
 
 
 def _job_spec(data: dict, where: str = "") -> dict:
@@ -90,7 +89,7 @@ def _job_spec(data: dict, where: str = "") -> dict:
 class JobItem(MethodView):
     @bp.response(200, JobOut)
     def get(self, job_id):
-        return job_service.job_payload(visible_job(job_id))
+        return visible_job(job_id)
 
 
 @bp.route("/<string(length=36):job_id>/cancel")
@@ -107,4 +106,4 @@ class JobCancel(MethodView):
             job = job_service.cancel(celery(), runtime(), db.session, job.id)
         except job_service.JobStateError as exc:
             raise ApiError(409, str(exc)) from None
-        return job_service.job_payload(job)
+        return job

@@ -46,7 +46,7 @@ class Classes(MethodView):
         _unique_name(LabelClass, project_id, data["name"])
         obj = LabelClass(project_id=project_id, **data)
         db.session.add(obj)
-        db.session.commit()
+        db.session.flush()
         return obj
 
 
@@ -66,7 +66,7 @@ class ClassItem(MethodView):
             _unique_name(LabelClass, project_id, data["name"], exclude_id=obj.id)
         for key, value in data.items():
             setattr(obj, key, value)
-        db.session.commit()
+        db.session.flush()
         return obj
 
     @bp.response(204)
@@ -82,18 +82,7 @@ class ClassItem(MethodView):
         if maps or boxes:
             raise ApiError(409, f"class {obj.name!r} is in use: label maps {sorted(maps)}, {boxes} annotation(s)")
         db.session.delete(obj)
-        db.session.commit()
-
-
-def label_map_out(m: LabelMap) -> dict:
-    return {
-        "id": m.id, "project_id": m.project_id, "name": m.name, "description": m.description,
-        "created_at": m.created_at, "updated_at": m.updated_at,
-        "entries": [
-            {"id": e.position + 1, "class_id": e.class_id, "name": e.label_class.name, "group": e.label_class.group}
-            for e in m.entries
-        ],
-    }
+        db.session.flush()
 
 
 def _entries(project_id: int, class_ids: list[int]) -> list[LabelMapEntry]:
@@ -123,7 +112,7 @@ class LabelMaps(MethodView):
     def get(self, args, project_id):
         require_role(project_id)
         q = select(LabelMap).where(LabelMap.project_id == project_id).order_by(LabelMap.id)
-        return page(q, args, label_map_out)
+        return page(q, args)
 
     @bp.arguments(LabelMapIn)
     @bp.response(201, LabelMapOut)
@@ -133,8 +122,8 @@ class LabelMaps(MethodView):
         obj = LabelMap(project_id=project_id, name=data["name"], description=data["description"])
         obj.entries = _entries(project_id, data["classes"])
         db.session.add(obj)
-        db.session.commit()
-        return label_map_out(obj)
+        db.session.flush()
+        return obj
 
 
 @bp.route("/label-maps/<int:map_id>")
@@ -142,7 +131,7 @@ class LabelMapItem(MethodView):
     @bp.response(200, LabelMapOut)
     def get(self, project_id, map_id):
         require_role(project_id)
-        return label_map_out(get_label_map(project_id, map_id))
+        return get_label_map(project_id, map_id)
 
     @bp.arguments(LabelMapPatch, required=False)  # no body changes nothing
     @bp.response(200, LabelMapOut)
@@ -164,9 +153,9 @@ class LabelMapItem(MethodView):
             obj.entries.clear()
             db.session.flush()  # positions are a primary key: old rows go before new ones arrive
             obj.entries.extend(entries)
-        db.session.commit()
+        db.session.flush()
         db.session.refresh(obj)
-        return label_map_out(obj)
+        return obj
 
     @bp.response(204)
     def delete(self, project_id, map_id):
@@ -176,4 +165,4 @@ class LabelMapItem(MethodView):
         if users:
             raise ApiError(409, f"label map {obj.id} is used by {', '.join(users)}")
         db.session.delete(obj)
-        db.session.commit()
+        db.session.flush()

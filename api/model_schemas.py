@@ -6,9 +6,10 @@ from marshmallow import Schema, fields, validate
 
 from api.data_schemas import AnnotationOut, QueryId
 from api.inputs import File, Files, Text
-from api.schemas import Id, Name, PageQuery, Strict, page_of
-from models.architectures import ARCHITECTURES
-from store.schema import CheckpointStatus, DeploymentStatus
+from api.schemas import Id, JobOut, Name, PageQuery, Strict, page_of
+from models.architectures import ARCHITECTURES, get_architecture
+from store.schema import CheckpointStatus, DeploymentStatus, DeploymentTask
+from services.checkpoints import preprocessing
 
 SEED = validate.Range(min=0, max=2**31 - 1)
 INPUT_SIZE = validate.Range(min=min(a.min_size for a in ARCHITECTURES.values()),
@@ -80,36 +81,44 @@ class CheckpointQuery(PageQuery):
 
 
 class CheckpointOut(Schema):
+    """Dumps a Checkpoint row; `lineage` and `job` where the view adds them (`api.blueprint.Extended`)."""
+
     id = fields.Integer()
     project_id = fields.Integer()
     name = fields.String()
     architecture = fields.String()
-    task = fields.String()
-    status = fields.String()
+    task = fields.Function(lambda c: get_architecture(c.architecture).task, metadata={"type": "string"})
+    status = fields.Enum(CheckpointStatus, by_value=fields.String)
     parent_id = fields.Integer(allow_none=True)
-    source = fields.String(metadata={"description": "architecture | upload | fork"})
-    input_size = fields.Integer()
-    seed = fields.Integer(allow_none=True)
-    preprocessing = fields.Dict()
+    source = fields.Function(lambda c: c.config.get("source"),
+                             metadata={"type": "string", "description": "architecture | upload | fork"})
+    input_size = fields.Function(lambda c: c.config.get("input_size"), metadata={"type": "integer"})
+    seed = fields.Function(lambda c: c.config.get("seed"), allow_none=True, metadata={"type": "integer"})
+    preprocessing = fields.Function(preprocessing, metadata={"type": "object"})
     classes = fields.List(fields.String())
     label_map_id = fields.Integer(allow_none=True)
     dataset_key = fields.String(allow_none=True)
-    has_weights = fields.Boolean(metadata={"description": "false: the architecture's initial weights for `seed`"})
+    has_weights = fields.Function(lambda c: c.weights_key is not None, metadata={
+        "type": "boolean", "description": "false: the architecture's initial weights for `seed`"})
     params = fields.Dict()
     metrics = fields.Dict()
     curve = fields.List(fields.Dict())
-    epochs_done = fields.Integer()
-    device = fields.Dict(allow_none=True)
+    epochs_done = fields.Function(lambda c: c.state.get("epochs_done", 0), metadata={"type": "integer"})
+    device = fields.Function(lambda c: c.state.get("device"), allow_none=True, metadata={"type": "object"})
     job_id = fields.String(allow_none=True)
     created_by = fields.Integer(allow_none=True)
     created_at = fields.DateTime()
     trained_at = fields.DateTime(allow_none=True)
-    lineage = fields.Dict()
-    job = fields.Dict()
+    lineage = fields.Dict(metadata={"description": "one checkpoint's answer: ancestors, children, dataset, label map"})
+    job = fields.Nested(JobOut, metadata={"description": "the training job (train)"})
+
+
+class CheckpointNode(CheckpointOut):
+    children = fields.List(fields.Nested(lambda: CheckpointNode()))
 
 
 class CheckpointTree(Schema):
-    roots = fields.List(fields.Dict(), metadata={"description": "nested: each node has `children`"})
+    roots = fields.List(fields.Nested(CheckpointNode), metadata={"description": "nested: each node has `children`"})
 
 
 CheckpointPage = page_of(CheckpointOut, "CheckpointPage")
@@ -127,22 +136,24 @@ class DeploymentQuery(PageQuery):
 
 
 class DeploymentOut(Schema):
+    """Dumps a Deployment row; `job` where the view adds it (`api.blueprint.Extended`)."""
+
     id = fields.Integer()
     project_id = fields.Integer()
     checkpoint_id = fields.Integer()
-    task = fields.String()
-    status = fields.String(validate=validate.OneOf([s.value for s in DeploymentStatus]))
+    task = fields.Enum(DeploymentTask, by_value=fields.String)
+    status = fields.Enum(DeploymentStatus, by_value=fields.String)
     active = fields.Boolean()
     preprocessing = fields.Dict()
     label_map = fields.List(fields.Dict(), metadata={"description": "class ids and names, in class-score order"})
     max_abs_diff = fields.Float(allow_none=True, metadata={"description": "largest |ONNX - Keras| on sample inputs"})
     error = fields.String(allow_none=True)
     job_id = fields.String(allow_none=True)
-    has_model = fields.Boolean()
+    has_model = fields.Function(lambda d: d.model_key is not None, metadata={"type": "boolean"})
     created_by = fields.Integer(allow_none=True)
     created_at = fields.DateTime()
     activated_at = fields.DateTime(allow_none=True)
-    job = fields.Dict()
+    job = fields.Nested(JobOut, metadata={"description": "the deployment job (deploy)"})
 
 
 DeploymentPage = page_of(DeploymentOut, "DeploymentPage")

@@ -6,21 +6,15 @@ from flask.views import MethodView
 from sqlalchemy import func, select
 
 from api.auth import current_user, project_access, require_role
-from api.blueprint import Blueprint, ensure_name_free, page
+from api.blueprint import Blueprint, Extended, ensure_name_free, page
 from api.errors import ApiError
 from api.extensions import db, runtime
 from api.live_access import recheck_project, recheck_user
 from api.schemas import MemberIn, MembershipOut, MemberPage, PageQuery, ProjectIn, ProjectOut, ProjectPage, ProjectPatch
+from store.db import after_commit
 from store.schema import Job, JobStatus, Membership, Project, Role, User
 
 bp = Blueprint("projects", __name__, url_prefix="/api/projects", description="Projects and memberships")
-
-
-def project_out(project: Project, role: Role) -> dict:
-    return {
-        "id": project.id, "name": project.name, "description": project.description, "role": role.value,
-        "stats": project.stats or {}, "stats_updated_at": project.stats_updated_at, "created_at": project.created_at,
-    }
 
 
 def _name_free(name: str, exclude_id: int | None = None) -> None:
@@ -42,7 +36,7 @@ class Projects(MethodView):
             q = select(Project, Membership.role).join(Membership, Membership.project_id == Project.id).where(
                 Membership.user_id == user.id
             )
-        return page(q.order_by(Project.id), args, lambda row: project_out(row[0], Role(row[1])), scalars=False)
+        return page(q.order_by(Project.id), args, lambda row: Extended(row[0], role=Role(row[1])), scalars=False)
 
     @bp.arguments(ProjectIn)
     @bp.response(201, ProjectOut)
@@ -54,8 +48,8 @@ class Projects(MethodView):
         db.session.add(project)
         db.session.flush()
         db.session.add(Membership(project_id=project.id, user_id=user.id, role=Role.admin))
-        db.session.commit()
-        return project_out(project, Role.admin)
+        db.session.flush()
+        return Extended(project, role=Role.admin)
 
 
 @bp.route("/<int:project_id>")
@@ -63,7 +57,7 @@ class ProjectItem(MethodView):
     @bp.response(200, ProjectOut)
     def get(self, project_id):
         project, role = project_access(project_id)
-        return project_out(project, role)
+        return Extended(project, role=role)
 
     @bp.arguments(ProjectPatch, required=False)  # no body changes nothing
     @bp.response(200, ProjectOut)
@@ -73,8 +67,8 @@ class ProjectItem(MethodView):
             _name_free(data["name"], exclude_id=project.id)
         for key, value in data.items():
             setattr(project, key, value)
-        db.session.commit()
-        return project_out(project, role)
+        db.session.flush()
+        return Extended(project, role=role)
 
     @bp.response(204)
     def delete(self, project_id):
@@ -89,12 +83,8 @@ class ProjectItem(MethodView):
             raise ApiError(409, f"project {project.id} has {busy} unfinished job(s); cancel them first")
         members = db.session.scalars(select(Membership.user_id).where(Membership.project_id == project.id)).all()
         db.session.delete(project)
-        db.session.commit()
-        recheck_project(runtime(), project_id, members)  # its sockets leave its rooms
-
-
-def member_out(m: Membership) -> dict:
-    return {"project_id": m.project_id, "user": m.user, "role": m.role, "created_at": m.created_at}
+        rt = runtime()
+        after_commit(db.session, lambda: recheck_project(rt, project_id, members))  # its sockets leave its rooms
 
 
 @bp.route("/<int:project_id>/members")
@@ -104,7 +94,7 @@ class Members(MethodView):
     def get(self, args, project_id):
         require_role(project_id)
         q = select(Membership).where(Membership.project_id == project_id).order_by(Membership.user_id)
-        return page(q, args, member_out)
+        return page(q, args)
 
 
 @bp.route("/<int:project_id>/members/<string:user_name>")
@@ -126,11 +116,12 @@ class MemberItem(MethodView):
             if membership.role is Role.admin and data["role"] is not Role.admin:
                 _keep_an_admin(project_id, user.id)
             membership.role = data["role"]
-        db.session.commit()
-        if changed:
-            recheck_user(runtime(), user.id)  # the rooms' rule (`api.realtime`) decides what the new role sees
+        db.session.flush()
+        if changed:  # the rooms' rule (`api.realtime`) decides what the new role sees
+            rt, user_id = runtime(), user.id
+            after_commit(db.session, lambda: recheck_user(rt, user_id))
         db.session.refresh(membership)
-        return member_out(membership)
+        return membership
 
     @bp.response(204)
     def delete(self, project_id, user_name):
@@ -142,8 +133,8 @@ class MemberItem(MethodView):
         if membership.role is Role.admin:
             _keep_an_admin(project_id, user.id)
         db.session.delete(membership)
-        db.session.commit()
-        recheck_user(runtime(), user.id)  # their sockets leave the project's rooms
+        rt, user_id = runtime(), user.id
+        after_commit(db.session, lambda: recheck_user(rt, user_id))  # their sockets leave the project's rooms
 
 
 def _keep_an_admin(project_id: int, leaving_user_id: int) -> None:

@@ -9,6 +9,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from api.inputs import ID_MAX, INT64_MAX, NAME_PATTERN, Text
 from store.schema import JobStatus, Role
+from services.jobs import JobSchema
 from services.queues import Queue
 from services.registry import KINDS
 
@@ -94,11 +95,14 @@ class ProjectPatch(Strict):
 
 
 class ProjectOut(Schema):
+    """Dumps a Project row with the caller's `role` (`api.blueprint.Extended`)."""
+
     id = fields.Integer()
     name = fields.String()
     description = fields.String()
-    role = fields.String(metadata={"description": "the caller's role in the project"})
-    stats = fields.Dict(metadata={"description": "counts from the last probe/recount job"})
+    role = fields.Enum(Role, by_value=fields.String, metadata={"description": "the caller's role in the project"})
+    stats = fields.Function(lambda p: p.stats or {}, metadata={
+        "type": "object", "description": "counts from the last probe/recount job"})
     stats_updated_at = fields.DateTime(allow_none=True)
     created_at = fields.DateTime()
 
@@ -156,10 +160,13 @@ class LabelMapPatch(LabelMapIn):
 
 
 class LabelMapEntryOut(Schema):
-    id = fields.Integer(metadata={"description": "the class id inside this map (position + 1)"})
+    """Dumps a LabelMapEntry row."""
+
+    id = fields.Function(lambda e: e.position + 1, metadata={
+        "type": "integer", "description": "the class id inside this map (position + 1)"})
     class_id = fields.Integer()
-    name = fields.String()
-    group = fields.String(allow_none=True)
+    name = fields.String(attribute="label_class.name")
+    group = fields.String(attribute="label_class.group", allow_none=True)
 
 
 class LabelMapOut(Schema):
@@ -190,26 +197,9 @@ class JobQuery(PageQuery):
     status = fields.Enum(JobStatus, by_value=True)
 
 
-class JobOut(Schema):
-    id = fields.String()
-    kind = fields.String()
-    queue = fields.String()
-    status = fields.String()
-    progress = fields.Float()
-    message = fields.String()
-    details = fields.Dict()
-    params = fields.Dict()
-    result = fields.Dict(allow_none=True)
-    error = fields.String(allow_none=True)
-    attempts = fields.Integer()
-    cancel_requested = fields.Boolean()
-    worker = fields.String(allow_none=True)
-    project_id = fields.Integer(allow_none=True)
-    user_id = fields.Integer(allow_none=True)
-    created_at = fields.String()
-    started_at = fields.String(allow_none=True)
-    finished_at = fields.String(allow_none=True)
-    updated_at = fields.String()
+class JobOut(JobSchema):
+    """`services.jobs.JobSchema` under its API name, with no field of its own: the REST answer and the
+    Socket.IO `job` event are one shape."""
 
 
 class QueueOut(Schema):

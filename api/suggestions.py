@@ -16,6 +16,7 @@ from api.extensions import celery, db, runtime
 from api.inputs import ID_MAX
 from api.metrics import observe
 from api.model_schemas import SuggestionIn, SuggestionOut
+from handlers.ops import region_in_image
 from store.db import write_gate
 from store.schema import Annotation, AnnotationSource, AnnotationStatus, Image, Membership, Project, Role
 from store.schema.base import utcnow
@@ -85,17 +86,17 @@ _INSERT = insert(_ANNOTATIONS).returning(_ANNOTATIONS.c.id)
 
 
 def _store_proposal(project_id: int, image_id: int, box: dict) -> tuple[dict, int]:
-    """Bump the image's revision and insert the proposal (Core statements, no unit of work), then COMMIT;
-    404 when the image was deleted while the model ran. Answers the annotation as `annotation_out` would."""
-    conn, now = db.session.connection(), utcnow()
-    revision = conn.execute(_BUMP, {"image": image_id, "project": project_id}).scalar()
-    if revision is None:
-        db.session.rollback()
-        raise ApiError(404, f"image {image_id} not found in project {project_id}")
-    row = {"image_id": image_id, **box, "source": AnnotationSource.model, "status": AnnotationStatus.proposed,
-           "revision": 1, "created_by": current_user().id, "created_at": now, "updated_at": now}
-    row["id"] = conn.execute(_INSERT, row).scalar_one()
-    db.session.commit()
+    """Bump the image's revision and insert the proposal (Core statements, no unit of work) in a transaction
+    of their own, short enough to sit inside the write gate; 404 when the image was deleted while the model
+    ran. Answers the annotation as `annotation_out` would."""
+    now = utcnow()
+    with runtime().engine.begin() as conn:
+        revision = conn.execute(_BUMP, {"image": image_id, "project": project_id}).scalar()
+        if revision is None:
+            raise ApiError(404, f"image {image_id} not found in project {project_id}")
+        row = {"image_id": image_id, **box, "source": AnnotationSource.model, "status": AnnotationStatus.proposed,
+               "revision": 1, "created_by": current_user().id, "created_at": now, "updated_at": now}
+        row["id"] = conn.execute(_INSERT, row).scalar_one()
     return {**row, "source": row["source"].value, "status": row["status"].value, "review": None}, revision
 
 
@@ -116,10 +117,11 @@ def _region(image: Row, data: dict) -> tuple[float, float, float, float]:
     if r["w"] <= 0 or r["h"] <= 0:
         raise ApiError(400, f"region has zero or negative size ({r['w']:g} x {r['h']:g})",
                        fields={"region": ["w and h must be positive"]})
-    if r["x"] < 0 or r["y"] < 0 or r["x"] + r["w"] > image.width + 0.5 or r["y"] + r["h"] > image.height + 0.5:
+    box = region_in_image(r["x"], r["y"], r["w"], r["h"], image.width, image.height)
+    if box is None:
         raise ApiError(400, f"region [{r['x']:g}, {r['y']:g}, {r['w']:g}, {r['h']:g}] (x, y, w, h) leaves the "
                             f"{size} image", fields={"region": ["outside the image"]})
-    return r["x"], r["y"], min(float(image.width), r["x"] + r["w"]), min(float(image.height), r["y"] + r["h"])
+    return box
 
 
 def _active(project_id: int) -> int:

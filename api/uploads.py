@@ -10,6 +10,7 @@ from api.errors import ApiError
 from api.extensions import celery, db, runtime
 from api.inputs import clean_filename
 from store.blobs import BlobTooLarge
+from store.schema import Job
 from store.staging import Staging
 from services import jobs as job_service
 from services.ingest import ZIP_MAGIC
@@ -65,8 +66,8 @@ def stage_files(upload_id: str, files: list) -> tuple[list[dict], list[dict]]:
     return staged, rejected
 
 
-def submit_ingest(project_id: int, params: dict) -> dict:
-    """Enqueue the ingest job; if it cannot be sent, the staged files go too."""
+def submit_ingest(project_id: int, params: dict) -> Job:
+    """Enqueue the ingest job (the view answers it as `JobOut`); if it cannot be sent, the staged files go too."""
     user = current_user()
     try:
         job = job_service.submit_many(celery(), runtime(), db.session, [
@@ -76,10 +77,10 @@ def submit_ingest(project_id: int, params: dict) -> dict:
         if params.get("staging"):
             staging().remove(params["staging"])
         raise
-    return job_service.job_payload(job)
+    return job
 
 
-def ingest_files(project_id: int, files: list, stage_extra=None) -> dict:
+def ingest_files(project_id: int, files: list, stage_extra=None) -> Job:
     """Stage `files` (plus whatever `stage_extra(upload_id)` adds to the params) and enqueue the job."""
     store = staging()
     upload_id = store.new_upload()

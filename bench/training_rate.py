@@ -70,6 +70,7 @@ def build_dataset(settings, runtime, celery, log_dir: Path, scenes: int, size: i
             definition = define(session, project_id=pid, name="suggest", handler=default_registry().get("suggest@1"),
                                 config={"size": size, "regions": regions}, label_map=session.get(LabelMap, lm))
             request_dataset(celery, runtime, session, definition, uid)
+            session.commit()
             key = definition.key
 
         def ready():
@@ -133,6 +134,7 @@ def train_job(runtime, celery, pid: int, uid: int, dataset, size: int, params: d
         session.add(child)
         session.commit()
         job_id = start_training(celery, runtime, session, child, session.get(Dataset, dataset.id), params, uid).id
+        session.commit()
         child_id = child.id
 
     def finished():

@@ -59,6 +59,18 @@ def crop(image: Image.Image, boxes, rect: Rect) -> tuple[Image.Image, np.ndarray
     return image.crop((left, top, right, bottom)), b
 
 
+EDGE = 0.5  # px a region may overhang its image (rounding in clients); it is clipped to the image
+
+
+def region_in_image(x: float, y: float, w: float, h: float, width: int, height: int) -> Rect | None:
+    """The region x, y, w, h as (left, top, right, bottom) clipped to a width x height image, or None when it
+    starts outside the image or overhangs it by more than EDGE px. The one region check of the box
+    suggestions and the pipelines' `preprocess`."""
+    if x < 0 or y < 0 or x + w > width + EDGE or y + h > height + EDGE:
+        return None
+    return x, y, min(float(width), x + w), min(float(height), y + h)
+
+
 def resize(image: Image.Image, boxes, width: int, height: int) -> tuple[Image.Image, np.ndarray]:
     """Scale to width x height (the aspect ratio changes if they say so)."""
     return resized_crop(image, boxes, (0, 0, image.width, image.height), width, height)

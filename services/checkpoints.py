@@ -1,4 +1,4 @@
-"""The checkpoint tree as the API and the training job share it: lineage, payloads, starting a training
+"""The checkpoint tree as the API and the training job share it: lineage, preprocessing, starting a training
 run. A run that ends without finishing is settled by its job's end (`services.settle`).
 
 Nothing here imports TensorFlow: the API uses it. The tree's rules: a root comes from an architecture
@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from models.architectures import get_architecture
 from store.schema import Checkpoint, CheckpointStatus, Dataset, Job, LabelMap, User
 from services import jobs as job_service
+from services.datasets import handler_ref
 from services.outbox import send_after_commit
 
 TRAINABLE = (CheckpointStatus.fresh, CheckpointStatus.failed)
@@ -35,7 +36,7 @@ def ancestors(session, checkpoint: Checkpoint) -> list[Checkpoint]:
 
 def start_training(celery, runtime, session, checkpoint: Checkpoint, dataset: Dataset, params: dict,
                    user_id: int | None) -> Job:
-    """Mark the checkpoint `training` on `dataset` and enqueue its job (after the commit). The caller has
+    """Mark the checkpoint `training` on `dataset` and enqueue its job (after the caller commits). The caller has
     checked the checkpoint is trainable and the dataset fits it; `params` are validated."""
     classes = list(dataset.manifest["label_map"]["classes"])
     job = job_service.create_job(session, "checkpoint.train", params={"checkpoint_id": checkpoint.id},
@@ -47,32 +48,21 @@ def start_training(celery, runtime, session, checkpoint: Checkpoint, dataset: Da
                 label_map_id=dataset.label_map_id, classes=classes, params=params, state={}, metrics={}, curve=[])
     ).rowcount
     if not done:
-        session.rollback()
         raise RuntimeError(f"checkpoint {checkpoint.id} started training in another request")
     send_after_commit(celery, runtime, session, [job])
-    session.commit()
+    session.flush()
     session.refresh(checkpoint)
     return job
 
 
-def checkpoint_payload(session, c: Checkpoint, *, lineage: bool = False) -> dict:
+def preprocessing(c: Checkpoint) -> dict:
+    """The preprocessing spec of `c`'s inputs: its architecture's, at its input size."""
     architecture = get_architecture(c.architecture)
-    body = {
-        "id": c.id, "project_id": c.project_id, "name": c.name, "architecture": c.architecture,
-        "task": architecture.task, "status": c.status.value, "parent_id": c.parent_id,
-        "source": c.config.get("source"), "input_size": c.config.get("input_size"), "seed": c.config.get("seed"),
-        "preprocessing": architecture.spec(c.config.get("input_size", architecture.default_size)).to_dict(),
-        "classes": list(c.classes), "label_map_id": c.label_map_id, "dataset_key": c.dataset_key,
-        "has_weights": c.weights_key is not None, "params": c.params, "metrics": c.metrics, "curve": c.curve,
-        "epochs_done": c.state.get("epochs_done", 0), "device": c.state.get("device"), "job_id": c.job_id,
-        "created_by": c.created_by, "created_at": c.created_at, "trained_at": c.trained_at,
-    }
-    if lineage:
-        body["lineage"] = _lineage(session, c)
-    return body
+    return architecture.spec(c.config.get("input_size", architecture.default_size)).to_dict()
 
 
-def _lineage(session, c: Checkpoint) -> dict:
+def lineage(session, c: Checkpoint) -> dict:
+    """Where `c` comes from: ancestors, children, the dataset and label map it was trained on, its maker."""
     dataset = session.scalar(select(Dataset).where(Dataset.key == c.dataset_key)) if c.dataset_key else None
     label_map = session.get(LabelMap, c.label_map_id) if c.label_map_id else None
     creator = session.get(User, c.created_by) if c.created_by else None
@@ -83,7 +73,7 @@ def _lineage(session, c: Checkpoint) -> dict:
         "children": list(children),
         "dataset": None if not c.dataset_key else {
             "key": c.dataset_key, "cached": dataset is not None,
-            **({"name": dataset.name, "handler": f"{dataset.handler}@{dataset.handler_version}",
+            **({"name": dataset.name, "handler": handler_ref(dataset),
                 "config": dataset.config, "data_revision": dataset.data_revision, "subset": dataset.subset,
                 "records": dataset.manifest.get("records")} if dataset is not None else {}),
         },

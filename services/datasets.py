@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
 
 from handlers.registry import Handler
 from store.schema import Checkpoint, CheckpointStatus, Dataset, DatasetStatus, Job, JobStatus, LabelMap
@@ -77,8 +76,8 @@ class Answer:
 
 
 def request_dataset(celery, runtime, session, definition: Definition, user_id: int | None) -> Answer:
-    """The ready dataset (a hit), the build already running for this key, or a new build; the caller's
-    transaction is committed and a new build's message is sent after the commit."""
+    """The ready dataset (a hit), the build already running for this key, or a new build, in the caller's
+    transaction; a new build's message is sent once it commits."""
     found = _lookup(session, definition.key)
     if found is not None and found.status is DatasetStatus.ready:
         return Answer(_touch(session, found), None, hit=True)
@@ -140,56 +139,66 @@ def _lookup(session, key: str) -> Dataset | None:
 def _touch(session, dataset: Dataset) -> Dataset:
     session.execute(update(Dataset).where(Dataset.id == dataset.id)
                     .values(hits=Dataset.hits + 1, last_access_at=utcnow()))
-    session.commit()
     session.refresh(dataset)
     return dataset
 
 
 def _start_build(celery, runtime, session, definition: Definition, row: Dataset | None, user_id) -> Answer | None:
     """A new row, or a restart of a row that is not ready and still names the job that was read; the row
-    names its build job in the same commit as the job row. None when another request got there first."""
-    job = job_service.create_job(session, "dataset.build", params={}, project_id=definition.project_id,
-                                 user_id=user_id)
+    names its build job in the caller's transaction, with the job row. None when another request got there
+    first: then nothing was written (an INSERT … ON CONFLICT DO NOTHING, a conditional UPDATE), so the
+    caller's transaction goes on unharmed."""
+    job_id = job_service.new_job_id()
     if row is None:
-        row = Dataset(
+        now = utcnow()
+        values = dict(
             key=definition.key, project_id=definition.project_id, name=definition.name,
             handler=definition.handler.name, handler_version=definition.handler.version, config=definition.config,
             label_map_id=definition.label_map.id, subset=definition.subset, data_revision=definition.data_revision,
-            status=DatasetStatus.building, job_id=job.id, size_bytes=0, manifest={}, hits=0, downloads=0,
-            bytes_served=0,
+            status=DatasetStatus.building, job_id=job_id, size_bytes=0, manifest={}, hits=0, downloads=0,
+            bytes_served=0, created_at=now, last_access_at=now,
         )
-        session.add(row)
-        try:
-            session.flush()
-        except IntegrityError:  # another request made the row meanwhile
-            session.rollback()
+        insert = _insert_for(session)(Dataset).values(**values).on_conflict_do_nothing(index_elements=["key"])
+        dataset_id = session.execute(insert.returning(Dataset.id)).scalar()
+        if dataset_id is None:  # another request made the row meanwhile
             return None
     else:
         restarted = session.execute(
             update(Dataset).where(Dataset.id == row.id, Dataset.status != DatasetStatus.ready,
                                   _same(Dataset.job_id, row.job_id))
-            .values(status=DatasetStatus.building, job_id=job.id, error=None)
+            .values(status=DatasetStatus.building, job_id=job_id, error=None)
         ).rowcount
         if not restarted:
-            session.rollback()
             return None
-    job.params = {"dataset_id": row.id}
+        dataset_id = row.id
+    job = job_service.create_job(session, "dataset.build", params={"dataset_id": dataset_id},
+                                 project_id=definition.project_id, user_id=user_id, job_id=job_id)
     send_after_commit(celery, runtime, session, [job])
-    session.commit()
-    session.refresh(row)
-    return Answer(row, job, hit=False)
+    session.flush()
+    return Answer(session.get(Dataset, dataset_id, populate_existing=True), job, hit=False)
+
+
+def _insert_for(session):
+    """INSERT with ON CONFLICT for the catalog's database (SQLite and PostgreSQL both have it)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
 
 
 def _same(column, value):
     return column.is_(None) if value is None else column == value
 
 
-def evict(runtime, session, quota_bytes: int, keep: frozenset[str] = frozenset()) -> list[str]:
+def evict(runtime, quota_bytes: int, keep: frozenset[str] = frozenset()) -> list[str]:
     """Delete ready datasets, least recently used first, until their total size fits `quota_bytes`.
     Only rows go: the blob collector deletes each zip once no row names it (so the catalog never names a
-    missing file); one eviction runs at a time; datasets being trained on are kept. Returns the evicted keys."""
+    missing file); datasets being trained on are kept. One eviction runs at a time, in a transaction of its
+    own committed under that lock, so the next one counts what this one left. Returns the evicted keys."""
     evicted: list[str] = []
-    with runtime.redis.lock(runtime.keys.eviction_lock, timeout=120, blocking_timeout=120):
+    with runtime.redis.lock(runtime.keys.eviction_lock, timeout=120, blocking_timeout=120), \
+            runtime.sessions() as session:
         ready = session.execute(
             select(Dataset.id, Dataset.key, Dataset.blob_key, Dataset.size_bytes,
                    Dataset.id.in_(in_training()).label("in_training"))
@@ -202,9 +211,9 @@ def evict(runtime, session, quota_bytes: int, keep: frozenset[str] = frozenset()
             if row.key in keep or row.in_training:
                 continue
             session.execute(delete(Dataset).where(Dataset.id == row.id))
-            session.commit()
             total -= row.size_bytes
             evicted.append(row.key)
+        session.commit()
     return evicted
 
 
@@ -214,11 +223,6 @@ def in_training():
                                                Checkpoint.dataset_id.is_not(None))
 
 
-def dataset_payload(d: Dataset) -> dict:
-    return {
-        "key": d.key, "project_id": d.project_id, "name": d.name, "handler": f"{d.handler}@{d.handler_version}",
-        "config": d.config, "label_map_id": d.label_map_id, "subset": d.subset, "data_revision": d.data_revision,
-        "status": d.status.value, "job_id": d.job_id, "error": d.error, "sha256": d.sha256,
-        "size_bytes": d.size_bytes, "manifest": d.manifest, "hits": d.hits, "downloads": d.downloads,
-        "bytes_served": d.bytes_served, "created_at": d.created_at, "last_access_at": d.last_access_at,
-    }
+def handler_ref(d: Dataset) -> str:
+    """The handler that built `d` as requests name it: `name@version`."""
+    return f"{d.handler}@{d.handler_version}"

@@ -41,6 +41,7 @@ def deploy(ctx, deployment_id: int, activate_it: bool) -> dict:
             raise RuntimeError(f"deployment {deployment.id} is {deployment.status.value}: {deployment.error}")
         if activate_it:
             activate(rt, session, deployment)
+            session.commit()
         return {"deployment_id": deployment.id, "max_abs_diff": deployment.max_abs_diff,
                 "active": deployment.active, "model_key": deployment.model_key}
 

@@ -1,5 +1,5 @@
 """Deployments as the API, the deploy job and the inference pool share them: request, activate (and roll
-back), the active deployment of a project's task, payloads. No TensorFlow.
+back), the active deployment of a project's task. No TensorFlow.
 
 A deployment is an ONNX export of one checkpoint with the preprocessing spec and the label map (class ids
 and names, in the order of the model's class scores) it answers with. At most one per (project, task) is
@@ -15,7 +15,9 @@ from models.architectures import get_architecture
 from store.schema import Checkpoint, Deployment, DeploymentStatus, DeploymentTask, LabelClass
 from store.schema.base import utcnow
 from services import jobs as job_service
+from services.checkpoints import preprocessing
 from services.outbox import send_after_commit
+from store.db import after_commit
 
 
 class DeployError(ValueError):
@@ -42,7 +44,7 @@ def request_deployment(celery, runtime, session, checkpoint: Checkpoint, *, acti
     deployment = Deployment(
         project_id=checkpoint.project_id, checkpoint_id=checkpoint.id, task=DeploymentTask(architecture.task),
         status=DeploymentStatus.building, active=False,
-        preprocessing=architecture.spec(int(checkpoint.config["input_size"])).to_dict(),
+        preprocessing=preprocessing(checkpoint),
         label_map=class_map(session, checkpoint), created_by=user_id)
     session.add(deployment)
     session.flush()
@@ -51,21 +53,27 @@ def request_deployment(celery, runtime, session, checkpoint: Checkpoint, *, acti
                                  project_id=checkpoint.project_id, user_id=user_id)
     deployment.job_id = job.id
     send_after_commit(celery, runtime, session, [job])
-    session.commit()
+    session.flush()
     return deployment
 
 
 def activate(runtime, session, deployment: Deployment) -> Deployment:
-    """Make `deployment` (ready) the active one of its project and task; the previous one stops being."""
+    """Make `deployment` (ready) the active one of its project and task; the previous one stops being. In the
+    caller's transaction; inference workers learn it (Redis) once that commits."""
     now = utcnow()
     session.execute(update(Deployment).where(Deployment.project_id == deployment.project_id,
                                              Deployment.task == deployment.task, Deployment.active.is_(True),
                                              Deployment.id != deployment.id).values(active=False))
     session.execute(update(Deployment).where(Deployment.id == deployment.id, Deployment.status == DeploymentStatus.ready)
                     .values(active=True, activated_at=now))
-    session.commit()
     session.refresh(deployment)
-    publish_active(runtime, session, deployment.project_id, deployment.task.value)
+    project_id, task = deployment.project_id, deployment.task.value
+
+    def publish() -> None:
+        with runtime.sessions() as fresh:
+            publish_active(runtime, fresh, project_id, task)
+
+    after_commit(session, publish)
     return deployment
 
 
@@ -84,12 +92,3 @@ def publish_active(runtime, session, project_id: int, task: str) -> int | None:
         return None
     runtime.redis.set(key, current.id)
     return current.id
-
-
-def deployment_payload(d: Deployment) -> dict:
-    return {
-        "id": d.id, "project_id": d.project_id, "checkpoint_id": d.checkpoint_id, "task": d.task.value,
-        "status": d.status.value, "active": d.active, "preprocessing": d.preprocessing, "label_map": d.label_map,
-        "max_abs_diff": d.max_abs_diff, "error": d.error, "job_id": d.job_id, "has_model": d.model_key is not None,
-        "created_by": d.created_by, "created_at": d.created_at, "activated_at": d.activated_at,
-    }

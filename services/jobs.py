@@ -8,11 +8,11 @@ Ids are passed, never objects.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 import logging
 
 from celery import Celery
+from marshmallow import Schema, fields
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -34,32 +34,42 @@ class JobStateError(Exception):
     """The job is in a state that does not allow the request (e.g. cancelling a finished job)."""
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+class JobSchema(Schema):
+    """The one JSON shape of a job: what `GET /api/jobs/<id>` answers (`api.schemas.JobOut` is this
+    schema) and what every `job` event sends (`job_payload`). It dumps the Job row itself."""
+
+    id = fields.String()
+    kind = fields.String()
+    queue = fields.String()
+    status = fields.Enum(JobStatus, by_value=fields.String)
+    progress = fields.Function(lambda job: round(job.progress or 0.0, 4), metadata={"type": "number"})
+    message = fields.Function(lambda job: job.message or "", metadata={"type": "string"})
+    details = fields.Function(lambda job: job.details or {}, metadata={"type": "object"})
+    params = fields.Function(lambda job: job.params or {}, metadata={"type": "object"})
+    result = fields.Dict(allow_none=True)
+    error = fields.String(allow_none=True)
+    attempts = fields.Integer()
+    cancel_requested = fields.Boolean()
+    worker = fields.String(allow_none=True)
+    project_id = fields.Integer(allow_none=True)
+    user_id = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+    updated_at = fields.DateTime()
+
+
+_JOB = JobSchema()
 
 
 def job_payload(job: Job) -> dict:
-    return {
-        "id": job.id,
-        "kind": job.kind,
-        "queue": job.queue,
-        "status": job.status.value,
-        "progress": round(job.progress or 0.0, 4),
-        "message": job.message or "",
-        "details": job.details or {},
-        "params": job.params or {},
-        "result": job.result,
-        "error": job.error,
-        "attempts": job.attempts,
-        "cancel_requested": job.cancel_requested,
-        "worker": job.worker,
-        "project_id": job.project_id,
-        "user_id": job.user_id,
-        "created_at": _iso(job.created_at),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
-        "updated_at": _iso(job.updated_at),
-    }
+    """The job as its REST answer and its events carry it."""
+    return _JOB.dump(job)
+
+
+def new_job_id() -> str:
+    """A job's id (and its Celery task id)."""
+    return str(uuid.uuid4())
 
 
 def create_job(
@@ -70,15 +80,17 @@ def create_job(
     queue: Queue | None = None,
     project_id: int | None = None,
     user_id: int | None = None,
+    job_id: str | None = None,
 ) -> Job:
-    """Add a queued Job row (not yet committed). The queue defaults to the kind's own."""
+    """Add a queued Job row (not yet committed). The queue defaults to the kind's own; `job_id` when the
+    caller had to name the job before the row exists (see `new_job_id`)."""
     job_kind = get_kind(kind)
     queue = queue or job_kind.queue
     if queue is None:
         raise ValueError(f"job kind {kind!r} needs a queue: one of {[q.value for q in Queue]}")
     job_kind.task_name(queue)  # validates the kind runs there
     job = Job(
-        id=str(uuid.uuid4()),
+        id=job_id or new_job_id(),
         kind=kind,
         queue=queue.value,
         status=JobStatus.queued,
@@ -97,26 +109,26 @@ def create_job(
 
 
 def submit(celery: Celery, runtime: Runtime, session: Session, kind: str, **fields) -> Job:
-    """Create a queued job, commit, then send its message (see `submit_many`)."""
+    """Add a queued job; its message goes once the caller commits (see `submit_many`)."""
     return submit_many(celery, runtime, session, [{"kind": kind, **fields}])[0]
 
 
 def submit_many(celery: Celery, runtime: Runtime, session: Session, specs: list[dict]) -> list[Job]:
-    """Several jobs in one transaction. They are accepted once the commit is done: their messages are
-    sent after it (one producer connection), and a message that cannot be sent now is sent by the
+    """Several jobs in the caller's transaction. They are accepted once it commits: their messages are
+    sent after that (one producer connection), and a message that cannot be sent then is sent by the
     dispatcher later (`services.outbox`), so a broker outage never loses or fails an accepted job."""
     from services.outbox import send_after_commit
 
     jobs = [create_job(session, spec["kind"], **{k: v for k, v in spec.items() if k != "kind"}) for spec in specs]
     send_after_commit(celery, runtime, session, jobs)
-    session.commit()
+    session.flush()
     return jobs
 
 
 def cancel(celery: Celery, runtime: Runtime, session: Session, job_id: str) -> Job:
     """A queued job is cancelled at once (its resource settled in the same transaction); a running one is
     asked to stop and stops at its next step. Each is one conditional UPDATE, so a cancel racing the job's
-    own end never overwrites it."""
+    own end never overwrites it. In the caller's transaction; the revoke or the cancel flag follow its commit."""
     from services.lifecycle import end_job
 
     ended = end_job(runtime, session, job_id, JobStatus.cancelled, message="cancelled before it started",
@@ -132,7 +144,6 @@ def cancel(celery: Celery, runtime: Runtime, session: Session, job_id: str) -> J
         after_commit(session, lambda: _announce_cancel(celery, runtime, job_id))
     else:
         after_commit(session, lambda: _revoke(celery, job_id))
-    session.commit()
     return session.get(Job, job_id, populate_existing=True)
 
 

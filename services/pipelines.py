@@ -137,7 +137,7 @@ def _download(alive, state, runtime, settings) -> None:
 
 def _preprocess(alive, state, runtime, models) -> None:
     from handlers.imaging import ImageLimits, ImageRejected, upright_rgb
-    from handlers.ops import resized_crop
+    from handlers.ops import region_in_image, resized_crop
     from models.predictor import to_input
 
     spec = models.get(state["deployment_id"]).spec
@@ -157,12 +157,11 @@ def _preprocess(alive, state, runtime, models) -> None:
             item["region"] = {"x": pct["x"] * image.width / 100, "y": pct["y"] * image.height / 100,
                               "w": pct["width"] * image.width / 100, "h": pct["height"] * image.height / 100}
         region = item.get("region")
-        box = (0.0, 0.0, float(image.width), float(image.height)) if region is None else (
-            region["x"], region["y"], region["x"] + region["w"], region["y"] + region["h"])
-        if region is not None and (box[2] > image.width + 0.5 or box[3] > image.height + 0.5):
+        box = (0.0, 0.0, float(image.width), float(image.height)) if region is None else region_in_image(
+            region["x"], region["y"], region["w"], region["h"], image.width, image.height)
+        if box is None:
             _fail(item, "region", f"region {region} leaves the {image.width}x{image.height} image")
             continue
-        box = (box[0], box[1], min(box[2], float(image.width)), min(box[3], float(image.height)))
         crop, _ = resized_crop(image, [], box, spec.size, spec.size)
         buf = io.BytesIO()
         np.save(buf, to_input(crop, spec), allow_pickle=False)

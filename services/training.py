@@ -24,7 +24,7 @@ from services.settle import checkpoint_end_values
 
 
 @dataclass
-class Plan:
+class TrainingPlan:
     """What the job reads from the catalog once, before TensorFlow starts."""
 
     checkpoint_id: int
@@ -41,7 +41,7 @@ class Plan:
 
 
 def train(ctx, checkpoint_id: int) -> dict:
-    plan = _plan(ctx, checkpoint_id)
+    plan = _training_plan(ctx, checkpoint_id)
     if isinstance(plan, dict):
         return plan  # finished by an earlier delivery of this job
     work = fresh_scratch(ctx.rt.settings.work_dir, f"train-{checkpoint_id}-", ctx.id)
@@ -51,7 +51,7 @@ def train(ctx, checkpoint_id: int) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _plan(ctx, checkpoint_id: int) -> Plan | dict:
+def _training_plan(ctx, checkpoint_id: int) -> TrainingPlan | dict:
     with ctx.rt.sessions() as session:
         ck = session.get(Checkpoint, checkpoint_id)
         if ck is None:
@@ -64,13 +64,13 @@ def _plan(ctx, checkpoint_id: int) -> Plan | dict:
         if dataset is None or dataset.key != ck.dataset_key or dataset.status is not DatasetStatus.ready:
             raise RuntimeError(f"dataset {ck.dataset_key} left the cache before training read it; request the "
                                "dataset again and train a new fork on it")
-        return Plan(ck.id, get_architecture(ck.architecture), int(ck.config["input_size"]), int(ck.config["seed"]),
-                    list(ck.classes), ck.weights_key, dataset.blob_key, dict(dataset.manifest["records"]),
-                    dict(ck.params), dict(ck.state), list(ck.curve))
+        return TrainingPlan(ck.id, get_architecture(ck.architecture), int(ck.config["input_size"]),
+                            int(ck.config["seed"]), list(ck.classes), ck.weights_key, dataset.blob_key,
+                            dict(dataset.manifest["records"]), dict(ck.params), dict(ck.state), list(ck.curve))
 
 
 class Run:
-    def __init__(self, ctx, plan: Plan, work: Path):
+    def __init__(self, ctx, plan: TrainingPlan, work: Path):
         self.ctx, self.plan, self.work = ctx, plan, work
         self.blobs = ctx.rt.blobs
         self.params = plan.params

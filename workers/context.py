@@ -22,13 +22,14 @@ from sqlalchemy import select, update
 
 from store.schema import Job, JobStatus
 from store.schema.base import utcnow
-from services.jobs import JobCancelled, job_payload
+from services.jobs import JobCancelled, JobSchema, job_payload
 from services.lifecycle import end_job
 from services.queues import Queue
 from services.registry import get_kind, task_options
 from services.runtime import Runtime
 
 log = logging.getLogger(__name__)
+_STAMP = JobSchema(only=("updated_at",))  # a throttled progress event updates the job's dumped payload
 
 _RUNTIMES: dict[int, Runtime] = {}
 
@@ -145,7 +146,7 @@ class JobContext:
         self.poll_cancel(now)
         if force or now - self._last_emit >= s.progress_emit_interval:
             self._last_emit = now
-            self._payload["updated_at"] = utcnow().isoformat()
+            self._payload.update(_STAMP.dump({"updated_at": utcnow()}))  # the schema's timestamp format
             self.rt.events.job(self._payload)
         if force or now - self._last_write >= s.progress_write_interval:
             self._last_write = now

@@ -212,6 +212,7 @@ def test_epoch_files_of_a_failed_run_go_once_no_checkpoint_names_them(isolated):
     with runtime.sessions() as session:  # trained again: the new run starts from an empty state
         checkpoint = session.get(Checkpoint, checkpoint.id)
         start_training(celery, runtime, session, checkpoint, session.get(Dataset, dataset.id), {}, uid)
+        session.commit()
         job_id = checkpoint.job_id
     assert sorted(collect(runtime).blobs) == sorted([last, best])
     with runtime.sessions() as session:  # no worker runs it here

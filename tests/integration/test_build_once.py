@@ -58,6 +58,7 @@ def test_a_build_that_publishes_between_the_reads_is_not_started_again(pets):
     runtime, celery, definition, uid = pets
     with runtime.sessions() as session:
         first = request_dataset(celery, runtime, session, definition, uid)
+        session.commit()
     build_job = first.job.id
 
     def publish(conn):
@@ -69,6 +70,7 @@ def test_a_build_that_publishes_between_the_reads_is_not_started_again(pets):
     try:
         with runtime.sessions() as session:
             answer = request_dataset(celery, runtime, session, definition, uid)
+            session.commit()
     finally:
         remove()
     assert fired, "the staged moment never came"
@@ -101,6 +103,7 @@ def test_a_row_another_process_made_meanwhile_is_joined(pets):
     try:
         with runtime.sessions() as session:
             answer = request_dataset(celery, runtime, session, definition, uid)
+            session.commit()
     finally:
         remove()
     assert fired
@@ -114,6 +117,7 @@ def test_a_failed_build_is_restarted_once_when_two_requests_race(pets):
     runtime, celery, definition, uid = pets
     with runtime.sessions() as session:
         first = request_dataset(celery, runtime, session, definition, uid)
+        session.commit()
     with runtime.engine.begin() as conn:  # the build failed and was settled
         conn.execute(text("UPDATE jobs SET status = 'failed' WHERE id = :j"), {"j": first.job.id})
         conn.execute(text("UPDATE datasets SET status = 'failed', error = 'boom' WHERE key = :k"), {"k": definition.key})
@@ -131,6 +135,7 @@ def test_a_failed_build_is_restarted_once_when_two_requests_race(pets):
     try:
         with runtime.sessions() as session:
             answer = request_dataset(celery, runtime, session, definition, uid)
+            session.commit()
     finally:
         remove()
     assert fired

@@ -27,12 +27,15 @@ def test_a_cancelled_queued_build_leaves_its_dataset_failed_and_the_next_request
         definition = define(session, project_id=pid, name="c", handler=default_registry().get("detection@1"),
                             config={}, label_map=session.get(LabelMap, lm))
         first = request_dataset(celery, runtime, session, definition, uid)
+        session.commit()
         job_service.cancel(celery, runtime, session, first.job.id)
+        session.commit()
     row = _one(runtime, "SELECT d.status, d.error, j.status AS job FROM datasets d JOIN jobs j ON j.id = d.job_id "
                         "WHERE d.key = :k", k=definition.key)
     assert tuple(row) == ("failed", "the build was cancelled", "cancelled")
     with runtime.sessions() as session:
         again = request_dataset(celery, runtime, session, definition, uid)
+        session.commit()
     assert again.job.id != first.job.id and not again.hit
     row = _one(runtime, "SELECT status, job_id, error FROM datasets WHERE key = :k", k=definition.key)
     assert tuple(row) == ("building", again.job.id, None)
@@ -54,12 +57,15 @@ def test_a_cancelled_queued_deployment_is_cancelled_and_deploying_again_works(is
     ck = _trained_checkpoint(runtime, pid, uid)
     with runtime.sessions() as session:
         first = request_deployment(celery, runtime, session, session.get(Checkpoint, ck), activate=True, user_id=uid)
+        session.commit()
         job_service.cancel(celery, runtime, session, first.job_id)
+        session.commit()
     row = _one(runtime, "SELECT d.status, d.active, j.status AS job FROM deployments d JOIN jobs j ON j.id = d.job_id "
                         "WHERE d.id = :d", d=first.id)
     assert (row.status, bool(row.active), row.job) == ("cancelled", False, "cancelled")
     with runtime.sessions() as session:
         second = request_deployment(celery, runtime, session, session.get(Checkpoint, ck), activate=True, user_id=uid)
+        session.commit()
     assert _one(runtime, "SELECT status FROM deployments WHERE id = :d", d=second.id).status == "building"
 
 
@@ -75,13 +81,16 @@ def test_a_cancelled_queued_training_run_leaves_the_checkpoint_trainable(isolate
         session.add_all([ck, dataset])
         session.commit()
         job = start_training(celery, runtime, session, ck, dataset, {"epochs": 1}, uid)
+        session.commit()
         job_service.cancel(celery, runtime, session, job.id)
+        session.commit()
     row = _one(runtime, "SELECT c.status, c.weights_key, j.status AS job FROM checkpoints c JOIN jobs j "
                         "ON j.id = c.job_id WHERE c.id = :c", c=ck.id)
     assert (row.status, row.weights_key, row.job) == ("fresh", None, "cancelled")
     with runtime.sessions() as session:
         again = start_training(celery, runtime, session, session.get(Checkpoint, ck.id),
                                session.get(Dataset, dataset.id), {"epochs": 1}, uid)
+        session.commit()
     row = _one(runtime, "SELECT status, job_id FROM checkpoints WHERE id = :c", c=ck.id)
     assert (row.status, row.job_id) == ("training", again.id)
 
@@ -93,9 +102,12 @@ def test_cancelling_an_ended_job_is_refused_and_changes_nothing(isolated):
         definition = define(session, project_id=pid, name="c", handler=default_registry().get("detection@1"),
                             config={}, label_map=session.get(LabelMap, lm))
         job_id = request_dataset(celery, runtime, session, definition, uid).job.id
+        session.commit()
         job_service.cancel(celery, runtime, session, job_id)
+        session.commit()
         try:
             job_service.cancel(celery, runtime, session, job_id)
+            session.commit()
         except job_service.JobStateError as exc:
             assert "already cancelled" in str(exc)
         else:

@@ -29,6 +29,7 @@ def test_killed_build_is_redelivered_and_published_once(isolated):
                             config={"variations": 12, "size": 320, "rotation": 10, "crop": 0.2},
                             label_map=session.get(LabelMap, lm))
         answer = request_dataset(celery, runtime, session, definition, uid)
+        session.commit()
         key = definition.key
         assert answer.job is not None and not answer.hit
     deadline = time.monotonic() + 60

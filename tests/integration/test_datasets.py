@@ -221,7 +221,7 @@ def test_eviction_removes_the_least_recently_used_rows_and_the_collector_their_f
     alice.get(f"/api/datasets/{new['key']}/archive")  # used last
     old_blob = old["sha256"]
     with runtime.sessions() as session:
-        evicted = evict(runtime, session, quota_bytes=new["size_bytes"], keep=frozenset())
+        evicted = evict(runtime, quota_bytes=new["size_bytes"], keep=frozenset())
     assert old["key"] in evicted and new["key"] not in evicted
     assert alice.get(f"/api/datasets/{old['key']}").status_code == 404
     assert runtime.blobs.exists(old_blob)  # only the row went; the file waits for the collector

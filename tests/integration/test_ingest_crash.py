@@ -47,6 +47,7 @@ def test_killed_ingest_is_redelivered_and_stores_every_file_once(isolated):
     with runtime.sessions() as session:
         job_id = job_service.submit(celery, runtime, session, "ingest", project_id=pid, user_id=uid,
                                     params={"staging": upload, "files": files, "user_id": uid}).id
+        session.commit()
     deadline = time.monotonic() + 60
     while (job := _job(runtime, job_id)).progress < 0.2:
         assert job.status.value in ("queued", "running") and time.monotonic() < deadline, job.status

@@ -68,6 +68,7 @@ def _submit_wait(app, project_id, queue, user_id=None):
         job = job_service.submit(app.extensions["celery"], app.extensions["loopline.runtime"], db.session, "test.wait",
                                  params={"release_key": release}, queue=_queue(queue), project_id=project_id,
                                  user_id=user_id)
+        db.session.commit()
         return job.id, release
 
 
@@ -138,6 +139,7 @@ def test_a_job_submitted_while_the_broker_is_down_is_accepted_and_waits_in_the_o
     runtime = Runtime(settings)
     with app.app_context():
         job = job_service.submit(celery, runtime, db.session, "probe", queue=_queue("inference"), project_id=project["id"])
+        db.session.commit()
         db.session.expire_all()
         job = db.session.get(Job, job.id)
         assert job.status.value == "queued" and job.sent_at is None and job.error is None

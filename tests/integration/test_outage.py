@@ -87,9 +87,11 @@ def test_a_redis_restart_loses_no_accepted_job(stack):
         specs = [{"kind": "test.count", "queue": q, "project_id": pid, "params": {"runs_dir": str(runs), "seconds": 0.15}}
                  for q in QUEUES for _ in range(PER_QUEUE)]
         accepted = [j.id for j in job_service.submit_many(celery, rt, session, specs)]
+        session.commit()
         definition = define(session, project_id=pid, name="outage", handler=default_registry().get("detection@1"),
                             config={}, label_map=session.get(LabelMap, lm))
         build = request_dataset(celery, rt, session, definition, uid)
+        session.commit()
         assert build.job is not None and not build.hit
         accepted.append(build.job.id)
 
@@ -114,6 +116,7 @@ def test_a_redis_restart_loses_no_accepted_job(stack):
         specs = [{"kind": "test.count", "queue": q, "project_id": pid, "params": {"runs_dir": str(runs)}}
                  for q in QUEUES]
         while_down += [j.id for j in job_service.submit_many(celery, rt, session, specs)]
+        session.commit()
     wait_until(lambda: any("unreachable" in m for m in stack["messages"]), 30, "the reaper noticed the outage")
     time.sleep(1)  # a little longer down, so the reaper's loop really is in its back-off
 
@@ -143,6 +146,7 @@ def test_a_redis_restart_loses_no_accepted_job(stack):
         again = request_dataset(celery, rt, session, define(
             session, project_id=pid, name="outage", handler=default_registry().get("detection@1"), config={},
             label_map=session.get(LabelMap, lm)), uid)
+        session.commit()
         assert again.hit and again.job is None
         assert session.query(Job).filter_by(kind="dataset.build").count() == 1
 

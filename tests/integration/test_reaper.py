@@ -21,6 +21,7 @@ def _submit(runtime, celery, queue: str) -> tuple[str, str]:
     release = f"lltest:release:{uuid.uuid4().hex}"
     with runtime.sessions() as session:
         job = job_service.submit(celery, runtime, session, "test.wait", params={"release_key": release}, queue=Queue(queue))
+        session.commit()
         return job.id, release
 
 

@@ -25,6 +25,7 @@ def _dataset(iso, runtime, celery, start) -> tuple[int, int, Dataset]:
         definition = define(session, project_id=pid, name="suggest", handler=default_registry().get("suggest@1"),
                             config={"size": 128, "regions": 16}, label_map=session.get(LabelMap, lm))
         request_dataset(celery, runtime, session, definition, uid)
+        session.commit()
         key = definition.key
 
     def ready():
@@ -58,6 +59,7 @@ def test_killed_training_resumes_from_the_last_finished_epoch(isolated):
         session.add(child)
         session.commit()
         start_training(celery, runtime, session, child, session.get(Dataset, dataset.id), PARAMS, uid)
+        session.commit()
         child_id = child.id
     wait_until(lambda: _checkpoint(runtime, child_id)[0].state.get("epochs_done"), 240, "epoch 1 never finished")
     first.kill(signal.SIGKILL)

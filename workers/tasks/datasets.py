@@ -28,7 +28,7 @@ def build_dataset(ctx: JobContext, dataset_id: int) -> dict:
         published = _publish(session, dataset, **out)
         if not published:
             raise RuntimeError(f"dataset {dataset.key} was deleted or rebuilt by another job meanwhile")
-        evicted = evict(ctx.rt, session, settings.dataset_cache_bytes, keep=frozenset({dataset.key}))
+        evicted = evict(ctx.rt, settings.dataset_cache_bytes, keep=frozenset({dataset.key}))
     return {"key": dataset.key, "size_bytes": out["size_bytes"], "sha256": out["sha256"],
             "records": out["manifest"]["records"], "objects": out["manifest"]["objects"], "evicted": evicted,
             "built": True}
