@@ -47,6 +47,14 @@ def after_locked_read(runtime, key: str, meanwhile):
     return fired, lambda: event.remove(runtime.engine, "after_cursor_execute", hook)
 
 
+def _insert_build_job(conn, job_id: str) -> None:
+    """Another process's queued build job, written as that process would."""
+    conn.execute(text("INSERT INTO jobs (id, kind, queue, status, progress, message, details, params, attempts, "
+                      "cancel_requested, sends, created_at, updated_at) VALUES (:j, 'dataset.build', "
+                      "'augmentation', 'queued', 0, 'queued', '{}', '{}', 0, false, 1, :now, :now)"),
+                 {"j": job_id, "now": "2026-01-01 00:00:00"})
+
+
 def _build_jobs(runtime) -> list[Job]:
     with runtime.sessions() as session:
         return session.query(Job).filter_by(kind="dataset.build").all()
@@ -88,10 +96,7 @@ def test_a_row_another_process_made_meanwhile_is_joined(pets):
     other_job = str(uuid.uuid4())
 
     def make_row(conn):
-        conn.execute(text("INSERT INTO jobs (id, kind, queue, status, progress, message, details, params, attempts, "
-                          "cancel_requested, sends, created_at, updated_at) VALUES (:j, 'dataset.build', "
-                          "'augmentation', 'queued', 0, 'queued', '{}', '{}', 0, false, 1, :now, :now)"),
-                     {"j": other_job, "now": "2026-01-01 00:00:00"})
+        _insert_build_job(conn, other_job)
         conn.execute(text("INSERT INTO datasets (key, project_id, name, handler, handler_version, config, subset, "
                           "data_revision, status, job_id, size_bytes, manifest, hits, downloads, bytes_served, "
                           "created_at, last_access_at) VALUES (:k, :p, 'once', 'detection', 1, '{}', 'all', :r, "
@@ -124,10 +129,7 @@ def test_a_failed_build_is_restarted_once_when_two_requests_race(pets):
     other_job = str(uuid.uuid4())
 
     def restart(conn):
-        conn.execute(text("INSERT INTO jobs (id, kind, queue, status, progress, message, details, params, attempts, "
-                          "cancel_requested, sends, created_at, updated_at) VALUES (:j, 'dataset.build', "
-                          "'augmentation', 'queued', 0, 'queued', '{}', '{}', 0, false, 1, :now, :now)"),
-                     {"j": other_job, "now": "2026-01-01 00:00:00"})
+        _insert_build_job(conn, other_job)
         conn.execute(text("UPDATE datasets SET status = 'building', job_id = :j, error = NULL WHERE key = :k"),
                      {"j": other_job, "k": definition.key})
 

@@ -15,6 +15,11 @@ from services.datasets import define, request_dataset
 from services.deployments import request_deployment
 
 
+def _definition(session, pid: int, lm: int):
+    return define(session, project_id=pid, name="c", handler=default_registry().get("detection@1"), config={},
+                  label_map=session.get(LabelMap, lm))
+
+
 def _one(runtime, statement: str, **params):
     with runtime.engine.connect() as conn:
         return conn.execute(text(statement), params).one()
@@ -24,8 +29,7 @@ def test_a_cancelled_queued_build_leaves_its_dataset_failed_and_the_next_request
     iso, runtime, celery, _ = isolated
     pid, uid, lm = labelled_project(iso, runtime, 2)
     with runtime.sessions() as session:
-        definition = define(session, project_id=pid, name="c", handler=default_registry().get("detection@1"),
-                            config={}, label_map=session.get(LabelMap, lm))
+        definition = _definition(session, pid, lm)
         first = request_dataset(celery, runtime, session, definition, uid)
         session.commit()
         job_service.cancel(celery, runtime, session, first.job.id)
@@ -99,8 +103,7 @@ def test_cancelling_an_ended_job_is_refused_and_changes_nothing(isolated):
     iso, runtime, celery, _ = isolated
     pid, uid, lm = labelled_project(iso, runtime, 2)
     with runtime.sessions() as session:
-        definition = define(session, project_id=pid, name="c", handler=default_registry().get("detection@1"),
-                            config={}, label_map=session.get(LabelMap, lm))
+        definition = _definition(session, pid, lm)
         job_id = request_dataset(celery, runtime, session, definition, uid).job.id
         session.commit()
         job_service.cancel(celery, runtime, session, job_id)
