@@ -20,6 +20,7 @@ from api.errors import ApiError
 from api.extensions import db
 from api.images import box_count, get_image, image_out
 from api.schemas import PageQuery
+from handlers.ops import EDGE  # the tolerance of the region check, for boxes too
 from store.schema import (
     Annotation, AnnotationSource, AnnotationStatus, Deployment, Image, LabelClass, Review, Role, Verdict,
 )
@@ -27,8 +28,6 @@ from store.schema.base import utcnow
 
 bp = Blueprint("boxes", __name__, url_prefix="/api/projects/<int:project_id>",
                description="Boxes, their revisions, and the review of model predictions")
-
-EDGE = 0.5  # px a box may overhang its image (rounding in clients); it is clipped to the image
 
 
 def review_out(r: Review | None) -> dict | None:

@@ -59,7 +59,7 @@ def crop(image: Image.Image, boxes, rect: Rect) -> tuple[Image.Image, np.ndarray
     return image.crop((left, top, right, bottom)), b
 
 
-EDGE = 0.5  # px a region may overhang its image (rounding in clients); it is clipped to the image
+EDGE = 0.5  # px a region or box may overhang its image (rounding in clients); it is clipped to the image
 
 
 def region_in_image(x: float, y: float, w: float, h: float, width: int, height: int) -> Rect | None:
