@@ -65,7 +65,7 @@ def throwaway_project(alice):
     return _throwaway(alice)
 
 
-def _config(token: str, project_id: int, **extra) -> SchemathesisConfig:
+def _config(token: str, project_id: int | None, *, skip_checks: tuple[str, ...] = (), **extra) -> SchemathesisConfig:
     auth = {"Authorization": f"Bearer {token}"}
     operations = [{"include-name": f"{method} {path}", "checks": {
         "positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "400"]}}} for method, path in SEMANTIC_400]
@@ -73,11 +73,12 @@ def _config(token: str, project_id: int, **extra) -> SchemathesisConfig:
     return SchemathesisConfig.from_dict({
         **top,
         "headers": auth,
-        "parameters": {"path.project_id": project_id},
+        "parameters": {"path.project_id": project_id} if project_id is not None else {},
         "checks": {
             "enabled": True,
             "positive_data_acceptance": {"expected-statuses": ACCEPTED},
             "negative_data_rejection": {"expected-statuses": REFUSED},
+            **{name: {"enabled": False} for name in skip_checks},
         },
         "operations": operations,
         **extra,
@@ -137,7 +138,13 @@ def test_stateful(app, tokens, throwaway_project):
     from schemathesis.engine.events import EngineFinished, FatalError, NonFatalError, ScenarioFinished
     from schemathesis.engine.run import PhaseName
 
-    config = _config(tokens["alice"], throwaway_project, seed=1,
+    # ignored_auth is left to test_api and tests/integration/test_auth.py here: in the stateful phase
+    # schemathesis 4.32.5 re-sends its unauthenticated probe through the WSGI transport with a
+    # `max_redirects` argument Werkzeug's test client refuses, whenever a scenario reaches such a link
+    # (which depends on what earlier tests left in the catalog)
+    # No pinned project id here: a scenario's project is the one its first call made (the links carry its
+    # id), else ensure_resource_availability sees a pinned id where the created one belongs.
+    config = _config(tokens["alice"], None, seed=1, skip_checks=("ignored_auth",),
                      generation={"max-examples": STATEFUL_SCENARIOS, "deterministic": True},
                      phases={"examples": {"enabled": False}, "coverage": {"enabled": False},
                              "fuzzing": {"enabled": False}, "stateful": {"enabled": True, "max-steps": 10}})
@@ -145,8 +152,11 @@ def test_stateful(app, tokens, throwaway_project):
     errors = [e for e in seen if isinstance(e, (NonFatalError, FatalError))]
     assert isinstance(seen[-1], EngineFinished) and not errors, errors
     scenarios = [e for e in seen if isinstance(e, ScenarioFinished) and e.phase == PhaseName.STATEFUL_TESTING]
-    failed = [e.recorder.label for e in scenarios if e.status is Status.FAILURE]
-    assert not seen[-1].failures and not failed, seen[-1].failures
+    failed = [e.recorder for e in scenarios if e.status is Status.FAILURE]
+    assert not seen[-1].failures and not failed, [  # each failed call and the checks it failed
+        (i.request.method, i.request.uri, i.response.status_code if i.response else None,
+         [c.name for c in r.checks.get(case_id, []) if c.status is Status.FAILURE])
+        for r in failed for case_id, i in r.interactions.items()]
     calls = sum(len(e.recorder.interactions) for e in scenarios)
     assert calls >= 10, (len(scenarios), calls)  # the phase ran
     print(f"\nschemathesis stateful: {len(scenarios)} scenarios, {calls} calls")
