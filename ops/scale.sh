@@ -5,7 +5,7 @@
 # Namespace: $LOOPLINE_NAMESPACE (default loopline); kubectl uses the current context.
 set -euo pipefail
 
-# The queues of workers/queues.py, in its order; tests/test_deploy_files.py keeps them equal.
+# The queues of services/queues.py, in its order; tests/unit/test_deploy_files.py keeps them equal.
 QUEUES=(inference augmentation training deployment)
 
 NAMESPACE="${LOOPLINE_NAMESPACE:-loopline}"
