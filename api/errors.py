@@ -16,6 +16,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from services.errors import CommandError
+
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
@@ -44,11 +46,11 @@ class ErrorSchema(Schema):
     error = ma_fields.Nested(ErrorDetailSchema, required=True)
 
 
-class ApiError(Exception):
+class ApiError(CommandError):
+    """A view's own refusal; commands raise `services.errors.CommandError`, answered the same way."""
+
     def __init__(self, status: int, message: str, *, code: str | None = None, fields: dict | None = None, **extra):
-        super().__init__(message)
-        self.status, self.message, self.fields, self.extra = status, message, fields, extra
-        self.code = code or CODES.get(status, "error")
+        super().__init__(status, message, code=code or CODES.get(status, "error"), fields=fields, **extra)
 
 
 def error_response(status: int, message: str, *, code: str | None = None, fields: dict | None = None, **extra):
@@ -107,8 +109,8 @@ def load_input(schema, body) -> dict:
 
 
 def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def _api_error(e: ApiError):
+    @app.errorhandler(CommandError)
+    def _refused(e: CommandError):
         return error_response(e.status, e.message, code=e.code, fields=e.fields, **e.extra)
 
     @app.errorhandler(HTTPException)

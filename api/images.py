@@ -14,6 +14,7 @@ from api.extensions import db, runtime
 from api.files import download_doc, send_blob
 from api.schemas import JobOut
 from api.uploads import ingest_files, submit_ingest, uploaded_files
+from services import annotations
 from handlers.imaging import ACCEPTED_FORMATS
 from store.schema import Annotation, AnnotationSource, Image, Review, Role, Verdict
 from services.fetch import FetchRefused, check_url
@@ -147,15 +148,7 @@ class ImageItem(MethodView):
         """Delete the image with all its boxes and their reviews (they describe nothing without it).
         Its stored files are left to the blob collector, which deletes them once no row names them."""
         require_role(project_id, Role.annotator)
-        image = get_image(project_id, image_id)
-        boxes = select(Annotation.id).where(Annotation.image_id == image.id)
-        counts = {
-            "annotations_deleted": db.session.scalar(select(func.count()).select_from(boxes.subquery())),
-            "reviews_deleted": db.session.scalar(
-                select(func.count()).select_from(Review).where(Review.annotation_id.in_(boxes))),
-        }
-        db.session.delete(image)  # boxes and reviews go by ON DELETE CASCADE
-        db.session.flush()
+        counts = annotations.delete_image(db.session, get_image(project_id, image_id))
         return {"image_id": image_id, **counts}
 
 
