@@ -1,7 +1,7 @@
 """The model tree: architectures, roots (fresh or uploaded), forks, training runs, lineage, weights.
 
-The API never imports TensorFlow: architectures are a plain table (`models.architectures`) and uploaded
-`.keras` files are checked structurally (`models.keras_file`); the training pool loads them for real.
+The rules of the tree (roots, uploads, forks, what may train on what) are commands in
+`services/checkpoints.py`; these views parse, call one, and serialise. The API never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from api.model_schemas import (
     CheckpointUploadForm, ForkIn, TrainIn,
 )
 from api.uploads import uploaded_files
-from models.architectures import ARCHITECTURES, Architecture, UnknownArchitecture, get_architecture
-from models.keras_file import InvalidModelFile, check_keras_file
-from store.schema import Checkpoint, CheckpointStatus, Dataset, DatasetStatus, LabelMap, LabelMapEntry, Role
-from services.checkpoints import TRAINABLE, lineage, start_training
+from models.architectures import ARCHITECTURES
+from services import checkpoints as commands
+from services.checkpoints import lineage
+from store.schema import Checkpoint, LabelMapEntry, Role
 
 bp = Blueprint("checkpoints", __name__, url_prefix="/api", description="Architectures and the checkpoint tree")
 PROJECT = "/projects/<int:project_id>/checkpoints"
@@ -36,19 +36,6 @@ class Architectures(MethodView):
     def get(self):
         """Model architectures: inputs, named outputs, preprocessing spec, the dataset handlers they train on."""
         return {"items": [a.describe() for a in ARCHITECTURES.values()]}
-
-
-def _architecture(name: str) -> Architecture:
-    try:
-        return get_architecture(name)
-    except UnknownArchitecture as exc:
-        raise ApiError(400, str(exc), fields={"architecture": [f"available: {', '.join(exc.available)}"]}) from None
-
-
-def _classes(label_map: LabelMap) -> list[str]:
-    if not label_map.entries:
-        raise ApiError(400, f"label map {label_map.id} has no classes", fields={"label_map_id": ["has no classes"]})
-    return [e.label_class.name for e in label_map.entries]
 
 
 def get_checkpoint(project_id: int, checkpoint_id: int) -> Checkpoint:
@@ -91,19 +78,10 @@ class Checkpoints(MethodView):
         if not request.is_json:
             raise ApiError(415, "send JSON with architecture and label_map_id, or multipart/form-data with a file")
         data = load_input(CheckpointIn(), request.get_json(silent=True) or {})
-        architecture = _architecture(data["architecture"])
-        size = data.get("input_size", architecture.default_size)
-        if (why := architecture.check_size(size)) is not None:
-            raise ApiError(400, f"input_size {size} {why}", fields={"input_size": [why]})
         label_map = get_label_map(project_id, data["label_map_id"])
-        checkpoint = Checkpoint(
-            project_id=project_id, name=data["name"], architecture=architecture.name, status=CheckpointStatus.fresh,
-            label_map_id=label_map.id, classes=_classes(label_map), weights_key=None,
-            config={"source": "architecture", "input_size": size, "seed": data["seed"]}, state={}, params={},
-            metrics={}, curve=[], created_by=current_user().id)
-        db.session.add(checkpoint)
-        db.session.flush()
-        return with_lineage(checkpoint)
+        return with_lineage(commands.new_root(db.session, project_id, data["architecture"], label_map, name=data["name"],
+                                              input_size=data.get("input_size"), seed=data["seed"],
+                                              user_id=current_user().id))
 
 
 def _upload_root(project_id: int) -> Extended:
@@ -111,25 +89,10 @@ def _upload_root(project_id: int) -> Extended:
     files = uploaded_files("file", what="the .keras file", form=True)
     if len(files) != 1:
         raise ApiError(400, "send exactly one .keras file as 'file'", fields={"file": ["exactly one file"]})
-    architecture = _architecture(form["architecture"])
     label_map = get_label_map(project_id, form["label_map_id"])
-    classes = _classes(label_map)
-    stream = files[0].stream
-    try:
-        info = check_keras_file(stream, architecture, len(classes))
-    except InvalidModelFile as exc:
-        raise ApiError(400, f"{files[0].filename or 'the file'}: {exc}", code="invalid_model",
-                       fields={"file": [str(exc)]}) from None
-    stream.seek(0)
-    key, size = runtime().blobs.put_stream(stream)
-    checkpoint = Checkpoint(
-        project_id=project_id, name=form["name"] or (files[0].filename or ""), architecture=architecture.name,
-        status=CheckpointStatus.fresh, label_map_id=label_map.id, classes=classes, weights_key=key,
-        config={"source": "upload", "input_size": info.size, "seed": 0, "file_name": files[0].filename,
-                "file_bytes": size, "keras_version": info.keras_version},
-        state={}, params={}, metrics={}, curve=[], created_by=current_user().id)
-    db.session.add(checkpoint)
-    db.session.flush()
+    checkpoint = commands.upload_root(db.session, runtime().blobs, project_id, form["architecture"], label_map,
+                                      name=form["name"], stream=files[0].stream, file_name=files[0].filename,
+                                      user_id=current_user().id)
     return with_lineage(checkpoint)
 
 
@@ -167,18 +130,7 @@ class Fork(MethodView):
         """A child that starts from this checkpoint's weights, ready to train."""
         require_role(project_id, Role.annotator)
         parent = get_checkpoint(project_id, checkpoint_id)
-        if parent.status in (CheckpointStatus.training, CheckpointStatus.failed):
-            raise ApiError(409, f"checkpoint {parent.id} is {parent.status.value}; fork a checkpoint whose weights are "
-                                "final (fresh, trained or cancelled)")
-        child = Checkpoint(
-            project_id=project_id, parent_id=parent.id, name=(data or {}).get("name") or f"{parent.name or parent.id} fork",
-            architecture=parent.architecture, status=CheckpointStatus.fresh, label_map_id=parent.label_map_id,
-            classes=list(parent.classes), weights_key=parent.weights_key,
-            config={**parent.config, "source": "fork"}, state={}, params={}, metrics={}, curve=[],
-            created_by=current_user().id)
-        db.session.add(child)
-        db.session.flush()
-        return with_lineage(child)
+        return with_lineage(commands.fork(db.session, parent, (data or {}).get("name"), current_user().id))
 
 
 @bp.route(f"{PROJECT}/<int:checkpoint_id>/train")
@@ -191,46 +143,8 @@ class Train(MethodView):
         trains on, and its label map must list the checkpoint's classes unless `reinit_head` is true."""
         require_role(project_id, Role.annotator)
         checkpoint = get_checkpoint(project_id, checkpoint_id)
-        if checkpoint.status not in TRAINABLE:
-            hint = {CheckpointStatus.training: f"it is training in job {checkpoint.job_id}",
-                    CheckpointStatus.trained: "trained checkpoints are immutable; fork it and train the fork",
-                    CheckpointStatus.cancelled: "fork it to go on from its last finished epoch"}[checkpoint.status]
-            raise ApiError(409, f"checkpoint {checkpoint.id} is {checkpoint.status.value}: {hint}",
-                           code="not_trainable")
-        dataset = _dataset_for(checkpoint, data)
-        params = {k: v for k, v in data.items() if k != "dataset_key"}
-        job = start_training(celery(), runtime(), db.session, checkpoint, dataset, params, current_user().id)
+        job = commands.train(celery(), runtime(), db.session, checkpoint, data, current_user().id)
         return with_lineage(checkpoint, job=job)
-
-
-def _dataset_for(checkpoint: Checkpoint, data: dict) -> Dataset:
-    key = data["dataset_key"]
-    dataset = db.session.scalar(select(Dataset).where(Dataset.key == key))
-    if dataset is None or dataset.project_id != checkpoint.project_id:
-        raise ApiError(404, f"dataset {key} not found in project {checkpoint.project_id}",
-                       fields={"dataset_key": ["no such dataset in this project (request it with POST /api/datasets)"]})
-    if dataset.status is not DatasetStatus.ready:
-        raise ApiError(409, f"dataset {key} is {dataset.status.value}, not ready"
-                       + (f": {dataset.error}" if dataset.error else f"; wait for job {dataset.job_id}"),
-                       fields={"dataset_key": [f"{dataset.status.value}, not ready"]})
-    architecture = get_architecture(checkpoint.architecture)
-    if dataset.handler not in architecture.handlers:
-        wanted = ", ".join(f"{h}@" for h in architecture.handlers)
-        raise ApiError(400, f"dataset {key[:12]}… was built by {dataset.handler}@{dataset.handler_version}; "
-                            f"{architecture.name} trains on {wanted} datasets", code="incompatible_dataset",
-                       fields={"dataset_key": [f"built by {dataset.handler}@{dataset.handler_version}, needs {wanted}"]})
-    records = dataset.manifest.get("records", {})
-    if not records.get("train"):
-        raise ApiError(400, f"dataset {key[:12]}… has no training records", fields={"dataset_key": ["empty train split"]})
-    if data.get("early_stopping") and not records.get("validation"):
-        raise ApiError(400, f"early stopping watches val_loss, and dataset {key[:12]}… has no validation records",
-                       fields={"early_stopping": ["needs a validation split"]})
-    classes = list(dataset.manifest["label_map"]["classes"])
-    if classes != list(checkpoint.classes) and not data["reinit_head"]:
-        raise ApiError(409, f"the dataset's label map has classes {classes}; checkpoint {checkpoint.id} predicts "
-                            f"{list(checkpoint.classes)}. Train with reinit_head: true to replace the class head",
-                       code="label_map_mismatch", fields={"reinit_head": ["required: the label maps differ"]})
-    return dataset
 
 
 @bp.route(f"{PROJECT}/<int:checkpoint_id>/weights")
