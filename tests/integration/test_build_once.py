@@ -47,6 +47,18 @@ def after_locked_read(runtime, key: str, meanwhile):
     return fired, lambda: event.remove(runtime.engine, "after_cursor_execute", hook)
 
 
+def request_meanwhile(runtime, celery, definition, uid, meanwhile):
+    """Request the dataset while `meanwhile` runs at the staged moment; (whether it ran, the answer)."""
+    fired, remove = after_locked_read(runtime, definition.key, meanwhile)
+    try:
+        with runtime.sessions() as session:
+            answer = request_dataset(celery, runtime, session, definition, uid)
+            session.commit()
+    finally:
+        remove()
+    return fired, answer
+
+
 def _insert_build_job(conn, job_id: str) -> None:
     """Another process's queued build job, written as that process would."""
     conn.execute(text("INSERT INTO jobs (id, kind, queue, status, progress, message, details, params, attempts, "
@@ -74,13 +86,7 @@ def test_a_build_that_publishes_between_the_reads_is_not_started_again(pets):
                      {"k": definition.key})
         conn.execute(text("UPDATE jobs SET status = 'succeeded' WHERE id = :j"), {"j": build_job})
 
-    fired, remove = after_locked_read(runtime, definition.key, publish)
-    try:
-        with runtime.sessions() as session:
-            answer = request_dataset(celery, runtime, session, definition, uid)
-            session.commit()
-    finally:
-        remove()
+    fired, answer = request_meanwhile(runtime, celery, definition, uid, publish)
     assert fired, "the staged moment never came"
     assert not answer.hit and answer.job.id == build_job  # it joined the build it saw running
     assert [j.id for j in _build_jobs(runtime)] == [build_job]
@@ -104,13 +110,7 @@ def test_a_row_another_process_made_meanwhile_is_joined(pets):
                      {"k": definition.key, "p": definition.project_id, "r": definition.data_revision,
                       "j": other_job, "now": "2026-01-01 00:00:00"})
 
-    fired, remove = after_locked_read(runtime, definition.key, make_row)
-    try:
-        with runtime.sessions() as session:
-            answer = request_dataset(celery, runtime, session, definition, uid)
-            session.commit()
-    finally:
-        remove()
+    fired, answer = request_meanwhile(runtime, celery, definition, uid, make_row)
     assert fired
     assert not answer.hit and answer.job.id == other_job
     assert [j.id for j in _build_jobs(runtime)] == [other_job]
@@ -133,13 +133,7 @@ def test_a_failed_build_is_restarted_once_when_two_requests_race(pets):
         conn.execute(text("UPDATE datasets SET status = 'building', job_id = :j, error = NULL WHERE key = :k"),
                      {"j": other_job, "k": definition.key})
 
-    fired, remove = after_locked_read(runtime, definition.key, restart)
-    try:
-        with runtime.sessions() as session:
-            answer = request_dataset(celery, runtime, session, definition, uid)
-            session.commit()
-    finally:
-        remove()
+    fired, answer = request_meanwhile(runtime, celery, definition, uid, restart)
     assert fired
     assert not answer.hit and answer.job.id == other_job
     assert sorted(j.id for j in _build_jobs(runtime)) == sorted([first.job.id, other_job])
