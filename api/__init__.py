@@ -13,19 +13,20 @@ def create_app(config=None) -> Flask:
     """`config` is a `store.settings.Settings`, or None to read the `LOOPLINE_*` environment."""
     from api import (
         boxes, checkpoints, datasets, deployments, images, interop, jobs, labels, labelstudio, metrics, pipelines,
-        projects, queries, suggestions, system,
+        projects, queries, signin, suggestions, system,
     )
     from api.auth import init_auth
     from api.errors import register_error_handlers
     from api.extensions import db, rest, socketio
     from api.live_access import AccessManager
     from api.realtime import forbidden_rooms, register_socketio_handlers
+    from api.web import register_web
     from store.settings import load_settings
     from workers.celery_app import create_celery
     from services.runtime import Runtime
 
     settings = config or load_settings()
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # the dashboard's files: `api.web`
     app.config.update(
         LOOPLINE=settings,
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
@@ -48,8 +49,9 @@ def create_app(config=None) -> Flask:
     rest.init_app(app)
     for bp in (system.bp, projects.bp, labels.bp, images.bp, boxes.bp, queries.bp, interop.bp, datasets.bp,
                checkpoints.bp, deployments.bp, suggestions.bp, pipelines.bp, labelstudio.bp, jobs.bp,
-               metrics.bp):
+               metrics.bp, signin.bp):
         rest.register_blueprint(bp)
+    register_web(app)  # after the API's routes, which it leaves alone
     register_error_handlers(app)  # after rest.init_app: ours replace smorest's error format
     _requests_own_their_transaction(app, db)
     init_auth(app)
@@ -84,7 +86,7 @@ def _requests_own_their_transaction(app: Flask, db) -> None:
         return run
 
     for endpoint, view in list(app.view_functions.items()):
-        if endpoint != "static":
+        if not endpoint.startswith("web."):
             app.view_functions[endpoint] = committing(view)
 
 

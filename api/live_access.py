@@ -3,8 +3,8 @@
 Who is in which room lives in each API process's memory, so a change in the catalog (a member removed,
 a project deleted, a token revoked) is published, after its commit, as a control message on the
 Socket.IO Redis channel; every API process applies it to the sockets it holds. A socket is in
-`user:<id>` and `token:<id>` (joined at connect): that is how a process finds the sockets a change
-concerns. Redis delivers a channel's messages in order and the listener applies a control message
+`user:<id>`, `token:<id>` and, signed in by cookie, `session:<id>` (joined at connect): that is how a
+process finds the sockets a change concerns. Redis delivers a channel's messages in order and the listener applies a control message
 before reading the next, so no event published after it reaches an evicted socket.
 """
 
@@ -34,6 +34,10 @@ def token_room(token_id: int) -> str:
     return f"token:{token_id}"
 
 
+def session_room(session_id: int) -> str:
+    return f"session:{session_id}"
+
+
 def publish(rt: Runtime, *, recheck: Iterable[str] = (), disconnect: Iterable[str] = ()) -> None:
     """Sockets in `recheck` rooms re-check every project and job room they are in; sockets in
     `disconnect` rooms are disconnected. Call after the commit: the re-check reads the catalog."""
@@ -57,6 +61,11 @@ def recheck_project(rt: Runtime, project_id: int, member_ids: Iterable[int]) -> 
 def disconnect_token(rt: Runtime, token_id: int) -> None:
     """After a token was revoked: the sockets that connected with it."""
     publish(rt, disconnect=[token_room(token_id)])
+
+
+def disconnect_session(rt: Runtime, session_id: int) -> None:
+    """After a sign-out: the sockets that connected with that session's cookie."""
+    publish(rt, disconnect=[session_room(session_id)])
 
 
 class AccessManager(RedisManager):

@@ -1,4 +1,5 @@
-"""Socket.IO: a client presents its token when it connects and joins only rooms it may see.
+"""Socket.IO: a client presents its token (or, from the dashboard, its session cookie) when it connects
+and joins only rooms it may see.
 
 Rooms: `project:<id>` (every job event of a project) and `job:<id>` (one job). Events are emitted by
 any process through the Redis message queue; this server relays them to the rooms' clients. Access is
@@ -7,13 +8,15 @@ checked again when it changes (`api.live_access`): a socket leaves the rooms its
 
 from __future__ import annotations
 
-from flask import Flask, session
+from flask import Flask, request, session
 from flask_socketio import ConnectionRefusedError, join_room, leave_room
 
-from api.auth import authenticate, may_see_job, role_in, token_from_request
+from api.auth import (
+    SESSION_COOKIE, authenticate, may_see_job, origin_refused, role_in, sign_in_from_cookie, token_from_request,
+)
 from api.extensions import db, socketio
-from api.live_access import token_room, user_room
-from store.accounts import Caller, caller_for_token, caller_for_user
+from api.live_access import session_room, token_room, user_room
+from store.accounts import Caller, SignIn, caller_for_token, caller_for_user, sign_in_for_cookie
 from store.schema import Job
 
 
@@ -63,6 +66,8 @@ def register_socketio_handlers() -> None:
     @socketio.on("connect")
     def _connect(auth=None):
         token = _token(auth)
+        if token is None and request.cookies:
+            return _connect_signed_in()
         user = authenticate(token)
         if user is None:
             raise ConnectionRefusedError("invalid or missing token: connect with auth={'token': <token>}")
@@ -73,6 +78,24 @@ def register_socketio_handlers() -> None:
             db.session.rollback()  # a fresh read: revoked meanwhile, before the revocation could find this socket?
             if caller_for_token(db.session, token) is None:
                 raise ConnectionRefusedError("invalid or revoked token")
+        return True
+
+    def _connect_signed_in() -> bool:
+        """The dashboard's connection: its session cookie, from the server's own origin only (a page of
+        another site must not open a socket that the browser's cookie signs in)."""
+        refused = origin_refused()
+        if refused is not None:
+            raise ConnectionRefusedError(f"{refused} may not connect with the session cookie")
+        sign_in: SignIn | None = sign_in_from_cookie()
+        if sign_in is None:
+            raise ConnectionRefusedError("not signed in: sign in again, or connect with auth={'token': <token>}")
+        session["user_id"] = sign_in.caller.id
+        join_room(user_room(sign_in.caller.id))
+        join_room(token_room(sign_in.caller.token_id))
+        join_room(session_room(sign_in.session_id))
+        db.session.rollback()  # a fresh read: signed out or revoked before those rooms could find this socket?
+        if sign_in_for_cookie(db.session, request.cookies.get(SESSION_COOKIE)) is None:
+            raise ConnectionRefusedError("not signed in: sign in again")
         return True
 
     @socketio.on("join")

@@ -6,14 +6,16 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store.schema import ApiToken, User
+from store.schema import ApiToken, User, WebSession
+from store.schema.base import utcnow
 
 TOKEN_PREFIX = "ll_"
+SESSION_PREFIX = "ls_"
 
 
 @dataclass(frozen=True)
@@ -64,3 +66,37 @@ def caller_for_token(session: Session, token: str) -> Caller | None:
         .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
     ).first()
     return None if row is None else Caller(*row)
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """A live dashboard session: its caller, its row id (for sign-out) and its CSRF token."""
+
+    caller: Caller
+    session_id: int
+    csrf_token: str
+
+
+def open_web_session(session: Session, caller: Caller, ttl: timedelta) -> tuple[str, SignIn]:
+    """A new session for the token `caller` authenticated with; returns the cookie's value (in clear, once)."""
+    secret = SESSION_PREFIX + secrets.token_urlsafe(32)
+    row = WebSession(token_id=caller.token_id, secret_hash=hash_token(secret), csrf_token=secrets.token_urlsafe(32),
+                     expires_at=utcnow() + ttl)
+    session.add(row)
+    session.flush()
+    return secret, SignIn(caller, row.id, row.csrf_token)
+
+
+def sign_in_for_cookie(session: Session, secret: str | None) -> SignIn | None:
+    """The session a cookie stands for, while it has not expired and its token is not revoked."""
+    if not secret or not secret.startswith(SESSION_PREFIX) or len(secret) > 128:
+        return None
+    row = session.execute(
+        select(User.id, User.name, User.is_superuser, ApiToken.id, ApiToken.last_used_at, WebSession.id,
+               WebSession.csrf_token)
+        .join(ApiToken, ApiToken.user_id == User.id)
+        .join(WebSession, WebSession.token_id == ApiToken.id)
+        .where(WebSession.secret_hash == hash_token(secret), WebSession.expires_at > utcnow(),
+               ApiToken.revoked_at.is_(None))
+    ).first()
+    return None if row is None else SignIn(Caller(*row[:5]), row[5], row[6])

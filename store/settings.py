@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     )
     suggestion_timeout: float = Field(default=5.0, gt=0, description="seconds a suggestion request waits for a worker")
     pipeline_timeout: float = Field(default=60.0, gt=0, description="seconds a pipeline run request waits for its answer")
+    session_ttl_hours: float = Field(default=168.0, gt=0, le=24 * 366, description="hours a dashboard sign-in lasts")
+    trusted_origins: list[str] = Field(
+        default_factory=list,
+        description='origins besides the server\'s own whose cookie-authenticated writes are accepted, JSON: ["https://cv.example.org"]',
+    )
     visibility_timeouts: dict[str, int] = Field(
         default_factory=dict, description='per-queue override of the broker visibility timeout, JSON: {"augmentation": 600}'
     )

@@ -1,6 +1,6 @@
 """The catalog: SQLAlchemy 2.0 typed models. The schema itself is made only by Alembic migrations."""
 
-from store.schema.access import ApiToken, Membership, Project, Role, User
+from store.schema.access import ApiToken, Membership, Project, Role, User, WebSession
 from store.schema.base import Base
 from store.schema.data import (
     Annotation,
@@ -22,5 +22,5 @@ __all__ = [
     "Annotation", "AnnotationSource", "AnnotationStatus", "ApiToken", "Base", "Checkpoint",
     "CheckpointStatus", "Dataset", "DatasetStatus", "Deployment", "DeploymentStatus", "DeploymentTask", "Image", "Job",
     "JobStatus", "LabelClass", "LabelMap", "LabelMapEntry", "Membership", "Project", "Review", "Role",
-    "User", "Verdict",
+    "User", "Verdict", "WebSession",
 ]
