@@ -84,7 +84,7 @@ export function Section({ title, actions, children }: {
   children: ComponentChildren;
 }) {
   return (
-    <section class="card">
+    <section class="card" data-section={title}>
       <header class="card-head">
         <h2>{title}</h2>
         {actions && <div class="actions">{actions}</div>}

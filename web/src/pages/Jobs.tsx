@@ -8,7 +8,7 @@ import { useAction, useTick } from "../lib/hooks";
 import { cancelJob, KINDS, mayCancel, mayRetry, newer, QUEUES, retryJob, runSeconds, STATUSES } from "../lib/jobs";
 import { JobBatcher, subscribe } from "../lib/live";
 import { navigate, query, withQuery } from "../lib/router";
-import { memberships } from "../lib/session";
+import { memberships, projectsById } from "../lib/session";
 
 interface Filters {
   project: number | null;
@@ -168,38 +168,43 @@ export function JobsTable({ filters: f }: { filters: Filters }) {
   if (!page) return <Loading what="jobs" />;
   return (
     <>
-      <JobRows jobs={rows.current} />
+      <JobRows jobs={rows.current} showProject={f.project == null} />
       <Pager total={page.total} limit={f.limit} offset={f.offset} onPage={(o) => navigate(withQuery({ offset: o }))} />
     </>
   );
 }
 
-function JobRows({ jobs }: { jobs: Job[] }) {
+function JobRows({ jobs, showProject }: { jobs: Job[]; showProject: boolean }) {
   const now = useTick(1000);
+  const names = projectsById.value;
   return (
     <table class="table jobs" data-testid="jobs">
       <thead>
         <tr>
-          <th>Kind</th><th>Queue</th><th>Status</th><th class="w-progress">Progress</th><th>Message</th>
+          <th>Kind</th>{showProject && <th>Project</th>}<th>Queue</th><th>Status</th><th class="w-progress">Progress</th><th>Message</th>
           <th class="num">Attempts</th><th>Age</th><th>Duration</th><th />
         </tr>
       </thead>
       <tbody>
-        {jobs.map((job) => <JobRow key={job.id} job={job} now={Math.floor(now / 1000)} />)}
-        {jobs.length === 0 && <tr><td colSpan={9} class="muted">No jobs match.</td></tr>}
+        {jobs.map((job) => (
+          <JobRow key={job.id} job={job} now={Math.floor(now / 1000)}
+            project={showProject ? (job.project_id != null ? names.get(job.project_id)?.project ?? `#${job.project_id}` : "–") : null} />
+        ))}
+        {jobs.length === 0 && <tr><td colSpan={10} class="muted">No jobs match.</td></tr>}
       </tbody>
     </table>
   );
 }
 
-const JobRow = memo(function JobRow({ job, now }: { job: Job; now: number }) {
+const JobRow = memo(function JobRow({ job, now, project }: { job: Job; now: number; project: string | null }) {
   const action = useAction(async (what: "cancel" | "retry") => {
     if (what === "cancel") await cancelJob(job.id);
     else navigate(`/jobs/${(await retryJob(job.id)).id}`);
   });
   return (
     <tr data-job={job.id} data-status={job.status} data-kind={job.kind}>
-      <td><a href={`/jobs/${job.id}`}>{job.kind}</a></td>
+      <td><a href={`/jobs/${job.id}`}>{job.kind}</a> <code class="muted small">{job.id.slice(0, 8)}</code></td>
+      {project !== null && <td>{job.project_id != null ? <a href={`/projects/${job.project_id}`}>{project}</a> : project}</td>}
       <td>{job.queue}</td>
       <td><Status value={job.status} /></td>
       <td><Progress value={job.progress} status={job.status} /></td>
