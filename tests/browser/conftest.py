@@ -113,5 +113,6 @@ class Web:
         folder = SHOTS if os.environ.get("LOOPLINE_SCREENSHOTS") == "1" else Path(os.environ.get("TMPDIR", "/tmp")) / "loopline-shots"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"dashboard-{name}.png"
+        self.page.evaluate("() => window.scrollTo(0, 0)")
         self.page.screenshot(path=str(path), full_page=True)
         return path

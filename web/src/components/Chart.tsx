@@ -28,7 +28,7 @@ export function LineChart({ x, series, xLabel, height = 260, title }: {
       width: Math.max(300, el.clientWidth),
       height,
       scales: { x: { time: false } },
-      axes: [{ label: xLabel }, {}],
+      axes: [{ label: xLabel, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] }, {}],
       series: [{ label: xLabel }, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, dash: s.dash,
         spanGaps: true, points: { show: x.length < 60 } }))],
       legend: { show: true },

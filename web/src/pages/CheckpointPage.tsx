@@ -175,18 +175,19 @@ function Curves({ curve, parent, parentName, steps }: {
     return typeof e?.[key] === "number" ? (e[key] as number) : null;
   });
   const skip = new Set(["epoch", "seconds", "samples_per_s"]);
-  const keys = [...new Set(curve.flatMap((e) => Object.keys(e)).filter((k) => !skip.has(k)))];
+  const keys = [...new Set([...curve, ...parent].flatMap((e) => Object.keys(e)).filter((k) => !skip.has(k)))];
   const losses = keys.filter((k) => k.endsWith("loss"));
   const metrics = keys.filter((k) => !k.endsWith("loss"));
   const series = (names: string[]): Series[] => names.flatMap((k, i) => [
-    { label: k, color: COLORS[i % COLORS.length], values: at(curve, k) },
+    ...(curve.length || !parent.length ? [{ label: k, color: COLORS[i % COLORS.length], values: at(curve, k) }] : []),
     ...(parent.length ? [{ label: `${k} (parent${parentName ? ` ${parentName}` : ""})`, color: COLORS[i % COLORS.length], dash: [6, 4], values: at(parent, k) }] : []),
   ]);
   const stepKeys = [...new Set(steps.flatMap((s) => Object.keys(s.report)))]
     .filter((k) => !["epoch", "epochs", "step", "steps", "samples_per_s", "eta_s"].includes(k));
   return (
     <Section title="Training curves">
-      {curve.length === 0 && steps.length === 0 ? <p class="muted">No training yet.</p> : (
+      {curve.length === 0 && steps.length === 0 && <p class="muted">Not trained yet{parent.length ? "; the parent's curve is dashed" : ""}.</p>}
+      {(curve.length > 0 || steps.length > 0 || parent.length > 0) && (
         <div class="charts">
           {losses.length > 0 && (
             <div class="chart-box wide" data-chart="loss"><h3>Loss per epoch</h3>
@@ -310,7 +311,7 @@ function Deploy({ pid, c, onStarted }: { pid: number; c: Checkpoint; onStarted: 
         <button type="submit" class="primary" disabled={deploy.busy}>Deploy</button>
       </form>
       <ErrorBox error={deploy.error} />
-      {started && <p class="muted">Deployment #{started.id} is {started.status}: its row below follows the build live.</p>}
+      {started && <p class="muted">Deployment #{started.id} requested: its row below follows the build live.</p>}
     </Section>
   );
 }

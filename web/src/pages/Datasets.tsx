@@ -3,8 +3,8 @@ import { call, callWithStatus, client } from "../api/client";
 import type { Dataset, Handler, Job, LabelMap, Page } from "../api/types";
 import { changed, defaults, OptionsForm, type Values } from "../components/OptionsForm";
 import { ErrorBox, Field, Loading, Meter, Pager, Progress, Section, Status } from "../components/ui";
-import { bytes, when } from "../lib/format";
-import { useAction, useLoad } from "../lib/hooks";
+import { age, bytes, when } from "../lib/format";
+import { type Loaded, useAction, useLoad, useTick } from "../lib/hooks";
 import { JobBatcher, subscribe } from "../lib/live";
 import { ProjectPicker, projectParam } from "../lib/projects";
 import { navigate, query, withQuery } from "../lib/router";
@@ -51,6 +51,8 @@ export function Datasets() {
     };
   }, [project]);
 
+  const handlers = useLoad(async () => ((await call(client.GET("/api/handlers"))).items ?? []) as unknown as Handler[], []);
+  const now = useTick(10_000);
   const remove = useAction(async (key: string) => {
     await call(client.DELETE("/api/datasets/{key}", { params: { path: { key } } }));
     await list.reload();
@@ -97,15 +99,15 @@ export function Datasets() {
                         {d.error && <div class="error-text small">{d.error}</div>}
                       </td>
                       <td><code>{d.handler}</code></td>
-                      <td class="small config">{Object.entries(d.config ?? {}).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ")}</td>
+                      <td class="small config" title={JSON.stringify(d.config)}>{configText(d, handlers.data)}</td>
                       <td>#{d.label_map_id ?? "–"}</td>
                       <td>{d.subset}</td>
                       <td class="num">{bytes(d.size_bytes)}</td>
                       <td class="num">{d.hits}</td>
                       <td class="num">{d.downloads}</td>
                       <td class="num">{bytes(d.bytes_served)}</td>
-                      <td class="muted nowrap">{when(d.created_at)}</td>
-                      <td class="muted nowrap">{when(d.last_access_at)}</td>
+                      <td class="muted nowrap" title={when(d.created_at)}>{age(d.created_at, now)}</td>
+                      <td class="muted nowrap" title={when(d.last_access_at)}>{age(d.last_access_at, now)}</td>
                       <td class="right nowrap">
                         {d.status === "ready" && <a class="button small" href={`/api/datasets/${d.key}/archive`} download>Zip</a>}
                         {may(d.project_id, "admin") && d.status !== "building" && (
@@ -123,18 +125,29 @@ export function Datasets() {
         )}
         {list.data && <Pager total={list.data.total} limit={LIMIT} offset={offset} onPage={(o) => navigate(withQuery({ offset: o }))} />}
       </Section>
-      <RequestForm project={project} onRequested={() => void list.reload()} />
+      <RequestForm project={project} handlers={handlers} onRequested={() => void list.reload()} />
     </div>
   );
 }
 
-function RequestForm({ project, onRequested }: { project: number | null; onRequested: () => void }) {
+/** A dataset's config as what differs from its handler's defaults (all of it when the handler is unknown). */
+function configText(d: Dataset, handlers: Handler[] | undefined): string {
+  const options = handlers?.find((h) => h.id === d.handler)?.options;
+  const entries = Object.entries(d.config ?? {}).filter(([k, v]) => !options || options[k]?.default !== v);
+  if (!entries.length) return options ? "defaults" : "–";
+  return entries.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ");
+}
+
+function RequestForm({ project, handlers, onRequested }: {
+  project: number | null;
+  handlers: Loaded<Handler[]>;
+  onRequested: () => void;
+}) {
   const writable = memberships.value.filter((m) => may(m.project_id, "annotator"));
   const [pid, setPid] = useState<number | null>(project ?? writable[0]?.project_id ?? null);
   useEffect(() => {
     if (project != null) setPid(project);
   }, [project]);
-  const handlers = useLoad(async () => ((await call(client.GET("/api/handlers"))).items ?? []) as unknown as Handler[], []);
   const maps = useLoad(
     async () => (pid == null ? [] : ((await call(client.GET("/api/projects/{project_id}/label-maps", {
       params: { path: { project_id: pid }, query: { limit: 500 } } }))) as Page<LabelMap>).items),
@@ -244,7 +257,7 @@ function Requested({ status, dataset, job }: { status: number; dataset: Dataset;
       ) : (
         <>
           <p>
-            <strong>202 · building</strong> <a href={`/datasets/${dataset.key}`}>{dataset.name}</a>: job{" "}
+            <strong>202 · build job started</strong> for <a href={`/datasets/${dataset.key}`}>{dataset.name}</a>: job{" "}
             {live && <a href={`/jobs/${live.id}`}><code>{live.id.slice(0, 8)}</code></a>} <Status value={live?.status} />
           </p>
           {live && <Progress value={live.progress} status={live.status} />}
