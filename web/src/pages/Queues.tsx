@@ -16,6 +16,7 @@ export function Queues() {
       {!queues.data && !queues.error && <Loading what="queues" />}
       {queues.data && (
         <>
+          <Section title="Queues">
           <table class="table" data-testid="queues">
             <thead>
               <tr>
@@ -38,6 +39,7 @@ export function Queues() {
               ))}
             </tbody>
           </table>
+          </Section>
           {queues.data.map((q) => (
             <Section title={`${q.name}: workers`}>
               {!q.workers ? <p class="muted">The server does not report workers yet.</p>
@@ -47,7 +49,7 @@ export function Queues() {
                     <tbody>
                       {q.workers.map((w) => (
                         <tr data-worker={w.name}>
-                          <td><code>{w.name}</code></td>
+                          <td class="nowrap"><code>{w.name}</code></td>
                           <td>{w.pool}</td>
                           <td class="num">{w.concurrency ?? "–"}</td>
                           <td>
