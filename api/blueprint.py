@@ -58,6 +58,16 @@ def ensure_name_free(model, name: str, message: str, *, exclude_id: int | None =
         raise ApiError(409, message, fields={"name": ["already taken"]})
 
 
+def referenced(model, row_id, project_id: int, what: str, field: str):
+    """The `model` row a request's body or query names in `field`, or 400 naming the field: the route's own
+    resource exists, the input points at nothing (a 404 would say the route's resource is missing)."""
+    row = db.session.get(model, row_id)
+    if row is None or row.project_id != project_id:
+        raise ApiError(400, f"{what} {row_id} not found in project {project_id}",
+                       fields={field: [f"no such {what} in project {project_id}"]})
+    return row
+
+
 def in_project(model, row_id, project_id: int, what: str):
     """The `model` row `row_id` of project `project_id`, or 404 (a row of another project is not shown)."""
     row = db.session.get(model, row_id)

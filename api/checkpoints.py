@@ -11,11 +11,10 @@ from flask.views import MethodView
 from sqlalchemy import select
 
 from api.auth import current_user, require_role
-from api.blueprint import Blueprint, Extended, in_project, page
+from api.blueprint import Blueprint, Extended, in_project, page, referenced
 from api.errors import ApiError, load_input
 from api.extensions import celery, db, runtime
 from api.files import download_doc, send_blob
-from api.labels import get_label_map
 from api.model_schemas import (
     ArchitectureList, CheckpointIn, CheckpointOut, CheckpointPage, CheckpointQuery, CheckpointTree, CheckpointUpload,
     CheckpointUploadForm, ForkIn, TrainIn,
@@ -24,7 +23,7 @@ from api.uploads import uploaded_files
 from models.architectures import ARCHITECTURES
 from services import checkpoints as commands
 from services.checkpoints import lineage
-from store.schema import Checkpoint, LabelMapEntry, Role
+from store.schema import Checkpoint, LabelMap, LabelMapEntry, Role
 
 bp = Blueprint("checkpoints", __name__, url_prefix="/api", description="Architectures and the checkpoint tree")
 PROJECT = "/projects/<int:project_id>/checkpoints"
@@ -78,7 +77,7 @@ class Checkpoints(MethodView):
         if not request.is_json:
             raise ApiError(415, "send JSON with architecture and label_map_id, or multipart/form-data with a file")
         data = load_input(CheckpointIn(), request.get_json(silent=True) or {})
-        label_map = get_label_map(project_id, data["label_map_id"])
+        label_map = referenced(LabelMap, data["label_map_id"], project_id, "label map", "label_map_id")
         return with_lineage(commands.new_root(db.session, project_id, data["architecture"], label_map, name=data["name"],
                                               input_size=data.get("input_size"), seed=data["seed"],
                                               user_id=current_user().id))
@@ -89,7 +88,7 @@ def _upload_root(project_id: int) -> Extended:
     files = uploaded_files("file", what="the .keras file", form=True)
     if len(files) != 1:
         raise ApiError(400, "send exactly one .keras file as 'file'", fields={"file": ["exactly one file"]})
-    label_map = get_label_map(project_id, form["label_map_id"])
+    label_map = referenced(LabelMap, form["label_map_id"], project_id, "label map", "label_map_id")
     checkpoint = commands.upload_root(db.session, runtime().blobs, project_id, form["architecture"], label_map,
                                       name=form["name"], stream=files[0].stream, file_name=files[0].filename,
                                       user_id=current_user().id)

@@ -304,6 +304,12 @@ class DatasetQuery(PageQuery):
     name = Text(validate=validate.Length(max=128))
 
 
+class DatasetCacheOut(Schema):
+    used_bytes = fields.Integer(metadata={"description": "bytes of every ready dataset's zip"})
+    quota_bytes = fields.Integer(metadata={"description": "LOOPLINE_DATASET_CACHE_BYTES"})
+    datasets = fields.Integer(metadata={"description": "ready datasets"})
+
+
 class DatasetOut(Schema):
     """Dumps a Dataset row."""
 

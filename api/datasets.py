@@ -3,18 +3,18 @@ Also the handler registry (`GET /api/handlers`)."""
 
 from __future__ import annotations
 
+from flask import current_app
 from flask.views import MethodView
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from api.auth import current_user, member_project_ids, require_role
-from api.blueprint import Blueprint, page
-from api.data_schemas import DatasetIn, DatasetOut, DatasetPage, DatasetQuery, DatasetRequested, HandlerList
+from api.blueprint import Blueprint, page, referenced
+from api.data_schemas import DatasetCacheOut, DatasetIn, DatasetOut, DatasetPage, DatasetQuery, DatasetRequested, HandlerList
 from api.errors import ApiError
 from api.extensions import celery, db, runtime
 from api.files import download_doc, send_blob
-from api.labels import get_label_map
 from handlers.registry import ConfigError, UnknownHandler, default_registry
-from store.schema import Checkpoint, Dataset, DatasetStatus, Role
+from store.schema import Checkpoint, Dataset, DatasetStatus, LabelMap, Role
 from store.schema.base import utcnow
 from services.datasets import define, in_training, request_dataset
 
@@ -71,7 +71,7 @@ class Datasets(MethodView):
             handler = default_registry().get(data["handler"])
         except UnknownHandler as exc:
             raise ApiError(400, str(exc), fields={"handler": [f"available: {', '.join(exc.available)}"]}) from None
-        label_map = get_label_map(data["project_id"], data["label_map_id"])
+        label_map = referenced(LabelMap, data["label_map_id"], data["project_id"], "label map", "label_map_id")
         try:
             definition = define(db.session, project_id=data["project_id"], name=data["name"], handler=handler,
                                 config=data["config"], label_map=label_map, subset=data["subset"])
@@ -86,6 +86,19 @@ class Datasets(MethodView):
         answer = request_dataset(celery(), runtime(), db.session, definition, current_user().id)
         body = {"dataset": answer.dataset, "cached": answer.hit, "job": answer.job}
         return body, (200 if answer.hit else 202)
+
+
+@bp.route("/dataset-cache")
+class DatasetCache(MethodView):
+    @bp.response(200, DatasetCacheOut)
+    def get(self):
+        """How much of the dataset cache's quota the built datasets use (all projects: the quota is shared;
+        the least recently used are evicted past it)."""
+        used, count = db.session.execute(
+            select(func.coalesce(func.sum(Dataset.size_bytes), 0), func.count())
+            .where(Dataset.status == DatasetStatus.ready)).one()
+        return {"used_bytes": int(used), "quota_bytes": current_app.config["LOOPLINE"].dataset_cache_bytes,
+                "datasets": int(count)}
 
 
 @bp.route("/datasets/<string:key>")

@@ -6,13 +6,12 @@ from flask.views import MethodView
 from sqlalchemy import select
 
 from api.auth import current_user, require_role
-from api.blueprint import Blueprint, Extended, in_project, page
-from api.checkpoints import get_checkpoint
+from api.blueprint import Blueprint, Extended, in_project, page, referenced
 from api.errors import ApiError
 from api.extensions import celery, db, runtime
 from api.files import download_doc, send_blob
 from api.model_schemas import DeploymentIn, DeploymentOut, DeploymentPage, DeploymentQuery
-from store.schema import Deployment, DeploymentStatus, DeploymentTask, Job, Role
+from store.schema import Checkpoint, Deployment, DeploymentStatus, DeploymentTask, Job, Role
 from services.deployments import DeployError, activate, active_deployment, request_deployment
 
 bp = Blueprint("deployments", __name__, url_prefix="/api/projects/<int:project_id>/deployments",
@@ -58,7 +57,7 @@ class Deployments(MethodView):
         (refused over the tolerance), store, and make it the active model of its task unless
         `activate` is false."""
         require_role(project_id, Role.admin)
-        checkpoint = get_checkpoint(project_id, data["checkpoint_id"])
+        checkpoint = referenced(Checkpoint, data["checkpoint_id"], project_id, "checkpoint", "checkpoint_id")
         try:
             deployment = request_deployment(celery(), runtime(), db.session, checkpoint, activate=data["activate"],
                                             user_id=current_user().id)

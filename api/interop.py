@@ -10,16 +10,15 @@ from flask.views import MethodView
 from sqlalchemy import select
 
 from api.auth import project_access, require_role
-from api.blueprint import Blueprint
+from api.blueprint import Blueprint, referenced
 from api.data_schemas import CocoExportQuery, CocoImportUpload
 from api.errors import ApiError
 from api.extensions import db
 from api.inputs import load_json
-from api.labels import get_label_map
 from api.schemas import JobOut
 from api.uploads import ingest_files, staging, uploaded_files
 from handlers.coco import CocoError, build_coco, parse_coco
-from store.schema import Annotation, Image, LabelClass, Role
+from store.schema import Annotation, Image, LabelClass, LabelMap, Role
 
 bp = Blueprint("interop", __name__, url_prefix="/api/projects/<int:project_id>", description="COCO import and export")
 
@@ -72,7 +71,7 @@ class CocoExport(MethodView):
         project, _ = project_access(project_id)
         s = db.session
         if "label_map_id" in args:
-            label_map = get_label_map(project_id, args["label_map_id"])
+            label_map = referenced(LabelMap, args["label_map_id"], project_id, "label map", "label_map_id")
             ids = {e.class_id: e.position + 1 for e in label_map.entries}
             categories = [{"id": e.position + 1, "name": e.label_class.name, "group": e.label_class.group}
                           for e in label_map.entries]

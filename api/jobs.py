@@ -16,6 +16,7 @@ from api.extensions import celery, db, runtime
 from api.schemas import JobBatchIn, JobIn, JobList, JobOut, JobPage, JobQuery
 from store.schema import Job, Role
 from services import jobs as job_service
+from services.retry import retry
 from services.registry import get_kind
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/jobs", description="Jobs on every queue, and their live state")
@@ -35,7 +36,7 @@ class Jobs(MethodView):
     @bp.arguments(JobQuery, location="query")
     @bp.response(200, JobPage)
     def get(self, args):
-        """Newest first; filter by project, kind and status."""
+        """Newest first; filter by project, kind, status and queue."""
         user = current_user()
         q = select(Job)
         if not user.is_superuser:
@@ -47,6 +48,8 @@ class Jobs(MethodView):
             q = q.where(Job.kind == args["kind"])
         if "status" in args:
             q = q.where(Job.status == args["status"])
+        if "queue" in args:
+            q = q.where(Job.queue == args["queue"].value)
         return page(q.order_by(Job.created_at.desc(), Job.id), args)
 
     @bp.arguments(JobIn)
@@ -107,3 +110,19 @@ class JobCancel(MethodView):
         except job_service.JobStateError as exc:
             raise ApiError(409, str(exc)) from None
         return job
+
+
+@bp.route("/<string(length=36):job_id>/retry")
+class JobRetry(MethodView):
+    @bp.response(202, JobOut)
+    def post(self, job_id):
+        """A new job with the same request as one that ended (failed, cancelled or succeeded), through its
+        resource's own rules: a dataset is requested again, a checkpoint trains again on the same dataset
+        with the same parameters, a checkpoint is deployed again, a probe is sent again."""
+        job = visible_job(job_id)
+        user = current_user()
+        if job.project_id is not None:
+            require_role(job.project_id, Role.annotator)
+        elif job.user_id != user.id and not user.is_superuser:
+            raise ApiError(403, "only the job's submitter can retry it")
+        return retry(celery(), runtime(), db.session, job, user.id)

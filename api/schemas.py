@@ -195,6 +195,7 @@ class JobQuery(PageQuery):
     project_id = fields.Integer(validate=validate.Range(min=1, max=ID_MAX))
     kind = Text(validate=validate.Length(max=80))
     status = fields.Enum(JobStatus, by_value=True)
+    queue = fields.Enum(Queue, by_value=True)
 
 
 class JobOut(JobSchema):
@@ -202,10 +203,27 @@ class JobOut(JobSchema):
     Socket.IO `job` event are one shape."""
 
 
+class RunningOut(Schema):
+    job_id = fields.String(allow_none=True, metadata={"description": "null for a job of a project you are not in"})
+    kind = fields.String()
+
+
+class WorkerOut(Schema):
+    name = fields.String(metadata={"description": "the worker's node name, e.g. training@host"})
+    pool = fields.String(metadata={"description": "prefork, threads or solo"})
+    concurrency = fields.Integer()
+    active = fields.List(fields.Nested(RunningOut), metadata={"description": "what it runs now"})
+    versions = fields.Dict(keys=fields.String(), values=fields.String())
+
+
 class QueueOut(Schema):
     name = fields.String()
     description = fields.String()
     waiting = fields.Integer(metadata={"description": "messages waiting in the broker"})
+    in_flight = fields.Integer(metadata={"description": "messages taken by a worker and not yet done"})
+    workers = fields.List(fields.Nested(WorkerOut), metadata={"description": "the live workers consuming it"})
+    finished_last_minute = fields.Integer(metadata={"description": "jobs of this queue that ended in the last minute"})
+    finished_last_hour = fields.Integer()
     acks_late = fields.Boolean()
     time_limit = fields.Integer(allow_none=True)
     expires = fields.Integer(allow_none=True)

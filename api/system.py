@@ -5,13 +5,13 @@ from __future__ import annotations
 from flask.views import MethodView
 from sqlalchemy import select, text
 
-from api.auth import current_user
+from api.auth import current_user, may_see_job
 from api.blueprint import Blueprint
 from api.errors import ApiError
 from api.extensions import db, runtime
 from api.schemas import HealthOut, MeOut, QueueOut
+from services import queue_status
 from store.schema import Membership, Project
-from services.queues import QUEUES
 
 bp = Blueprint("system", __name__, url_prefix="/api", description="Health, identity and queues")
 
@@ -52,11 +52,7 @@ class Me(MethodView):
 class Queues(MethodView):
     @bp.response(200, QueueOut(many=True))
     def get(self):
-        """The queue table, with how many messages wait in each queue."""
-        r = runtime().redis
-        return [
-            {"name": q.value, "waiting": r.llen(q.value),
-             **{k: getattr(s, k) for k in ("description", "acks_late", "time_limit", "expires",
-                                          "visibility_timeout", "pool", "concurrency")}}
-            for q, s in QUEUES.items()
-        ]
+        """The queue table, with what waits and runs in each queue, the workers consuming it (their
+        entries are at most a few seconds old) and how many of its jobs ended lately."""
+        user = current_user()
+        return queue_status.overview(runtime(), db.session, lambda job: may_see_job(job, user))

@@ -179,7 +179,7 @@ def _dataset_for(session, checkpoint: Checkpoint, data: dict) -> Dataset:
     key = data["dataset_key"]
     dataset = session.scalar(select(Dataset).where(Dataset.key == key))
     if dataset is None or dataset.project_id != checkpoint.project_id:
-        raise CommandError(404, f"dataset {key} not found in project {checkpoint.project_id}",
+        raise CommandError(400, f"dataset {key} not found in project {checkpoint.project_id}",
                            fields={"dataset_key": ["no such dataset in this project (request it with POST /api/datasets)"]})
     if dataset.status is not DatasetStatus.ready:
         raise CommandError(409, f"dataset {key} is {dataset.status.value}, not ready"

@@ -13,13 +13,13 @@ import hashlib
 import json
 import shutil
 import zipfile
-from collections import Counter
 from itertools import groupby
 from pathlib import Path
 from typing import Callable, Iterator
 
 from sqlalchemy import select
 
+from handlers.health import HealthCounter
 from handlers.records import Box, LabelMapSpec, Sample
 from handlers.registry import default_registry
 from handlers.tfrecord import ShardedWriter, example_bytes, label_map_pbtxt, record_features
@@ -76,14 +76,12 @@ def _write(work, blobs, dataset, handler, labels, total, samples, progress) -> d
     shards = work / "data"
     shards.mkdir()
     writers = {split: ShardedWriter(shards, split) for split in SPLITS}
-    counts = {split: Counter() for split in SPLITS}
-    records = Counter()
+    health = HealthCounter(SPLITS, labels.name)
     done = 0
     for sample in samples:
         for record in handler.build([sample], dataset.config, labels):
             writers[record.split].write(example_bytes(record_features(record)))
-            records[record.split] += 1
-            counts[record.split].update(labels.name(label) for label in record.labels)
+            health.add(record)
         done += 1
         progress(done, total)
     files = {}
@@ -98,8 +96,9 @@ def _write(work, blobs, dataset, handler, labels, total, samples, progress) -> d
         "handler": f"{handler.name}@{handler.version}", "task": handler.task, "config": dataset.config,
         "label_map": {"id": dataset.label_map_id, "classes": list(labels.names)},
         "subset": dataset.subset, "data_revision": dataset.data_revision, "images": total,
-        "records": {split: records[split] for split in SPLITS},
-        "objects": {split: dict(sorted(counts[split].items())) for split in SPLITS},
+        "records": dict(health.records),
+        "objects": {split: dict(sorted(health.objects[split].items())) for split in SPLITS},
+        "health": health.summary(),
         "files": files,
     }
     (work / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")

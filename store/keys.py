@@ -41,3 +41,8 @@ class RedisKeys:
 
     def reply(self, call_id: str) -> str:
         return f"{self.prefix}:reply:{call_id}"
+
+    @property
+    def worker_presence(self) -> str:
+        """Hash: worker node name → what it says of itself, refreshed by the worker (`workers.monitor`)."""
+        return f"{self.prefix}:workers"

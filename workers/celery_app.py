@@ -10,6 +10,7 @@ from kombu import Queue as KombuQueue
 
 from store.settings import Settings, load_settings
 from workers.heap import freeze_startup_heap
+import workers.monitor  # noqa: F401 - every worker keeps its entry for the queue page fresh
 from services.queues import QUEUES, Queue, unacked_key
 
 log = logging.getLogger(__name__)

@@ -194,7 +194,7 @@ def test_bad_requests_name_what_is_wrong(alice, carol, labelled, sql):
     other = alice.post("/api/projects", json={"name": unique("other")}).get_json()["id"]
     foreign = alice.post("/api/datasets", json={"project_id": other, "name": "x", "handler": "detection@1",
                                                 "label_map_id": labelled["lm"]})
-    assert foreign.status_code == 404
+    assert foreign.status_code == 400 and "label_map_id" in foreign.get_json()["error"]["fields"]  # not that project's
     assert ask(carol, labelled).status_code == 403
     assert alice.post("/api/datasets", json={"project_id": labelled["pid"], "name": "../x", "handler": "detection@1",
                                              "label_map_id": labelled["lm"]}).status_code == 400

@@ -161,7 +161,7 @@ def test_bad_suggestion_and_deployment_requests(alice, bob, carol, labelled_pets
 
     fresh = root(alice, labelled_pets)
     refused(alice.post(f"{base}/deployments", json={"checkpoint_id": fresh["id"]}), 409, "no weights")
-    refused(alice.post(f"{base}/deployments", json={"checkpoint_id": 999999}), 404, "checkpoint 999999")
+    refused(alice.post(f"{base}/deployments", json={"checkpoint_id": 999999}), 400, "checkpoint 999999")
     refused(alice.post(f"{base}/deployments", json={"checkpoint_id": "1"}), 400, "checkpoint_id")
     refused(alice.post(f"{base}/deployments/999999/activate"), 404, "deployment 999999")
     refused(carol.post(f"{base}/deployments", json={"checkpoint_id": fresh["id"]}), 403)

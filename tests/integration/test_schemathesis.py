@@ -35,8 +35,13 @@ SEMANTIC_400 = {
     ("PUT", "/api/projects/{project_id}/images/{image_id}/annotations"): "human boxes carry no score or deployment",
     ("PUT", "/api/projects/{project_id}/annotations/{annotation_id}/review"): "a valid verdict takes no correction",
     ("POST", "/api/projects/{project_id}/imports/coco"): "the file is a COCO detection document",
-    ("POST", "/api/datasets"): "a registered handler (plugins add them), its options, a map that selects images",
-    ("POST", "/api/projects/{project_id}/checkpoints"): "an uploaded file is a .keras model that fits",
+    ("POST", "/api/datasets"): "a registered handler (plugins add them), its options, a map of the project that "
+                               "selects images",
+    ("POST", "/api/projects/{project_id}/checkpoints"): "a label map of the project; an uploaded file is a .keras "
+                                                        "model that fits",
+    ("POST", "/api/projects/{project_id}/checkpoints/{checkpoint_id}/train"): "a dataset of the project",
+    ("POST", "/api/projects/{project_id}/deployments"): "a checkpoint of the project",
+    ("GET", "/api/projects/{project_id}/exports/coco"): "a label map of the project",
     ("POST", "/api/pipelines/{name}/runs"): "URLs the fetcher takes, stages that fit together",
     ("POST", "/api/projects/{project_id}/label-studio/setup"): "a labeling config (XML) with a control",
     ("POST", "/api/projects/{project_id}/label-studio/predict"): "a labeling config, tasks naming an image",
@@ -153,10 +158,10 @@ def test_stateful(app, tokens, throwaway_project):
     assert isinstance(seen[-1], EngineFinished) and not errors, errors
     scenarios = [e for e in seen if isinstance(e, ScenarioFinished) and e.phase == PhaseName.STATEFUL_TESTING]
     failed = [e.recorder for e in scenarios if e.status is Status.FAILURE]
-    assert not seen[-1].failures and not failed, [  # each failed call and the checks it failed
-        (i.request.method, i.request.uri, i.response.status_code if i.response else None,
-         [c.name for c in r.checks.get(case_id, []) if c.status is Status.FAILURE])
-        for r in failed for case_id, i in r.interactions.items()]
+    assert not seen[-1].failures and not failed, [  # each failed check and the call it failed on
+        (c.name, r.interactions[case_id].request.method if case_id in r.interactions else None,
+         r.interactions[case_id].request.uri if case_id in r.interactions else None, str(c.failure_info)[:300])
+        for r in failed for case_id, checks in r.checks.items() for c in checks if c.status is Status.FAILURE]
     calls = sum(len(e.recorder.interactions) for e in scenarios)
     assert calls >= 10, (len(scenarios), calls)  # the phase ran
     print(f"\nschemathesis stateful: {len(scenarios)} scenarios, {calls} calls")

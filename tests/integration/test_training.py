@@ -155,7 +155,7 @@ def test_bad_input_is_refused_and_names_the_problem(alice, carol, pets, sql, tmp
     before = sql("SELECT COUNT(*) FROM checkpoints")[0][0]
 
     url = f"{base}/checkpoints/{ck['id']}/train"
-    refused(alice.post(url, json={"dataset_key": "0" * 64}), 404, "dataset", "not found")
+    refused(alice.post(url, json={"dataset_key": "0" * 64}), 400, "dataset", "not found")
     refused(alice.post(url, json={"dataset_key": "nope"}), 400, "dataset_key")
     refused(alice.post(url, json={"dataset_key": pets["dataset"]["key"], "epochs": -1}), 400, "epochs")
     refused(alice.post(url, json={"dataset_key": pets["dataset"]["key"], "learning_rate": 0}), 400, "learning_rate")
@@ -172,7 +172,7 @@ def test_bad_input_is_refused_and_names_the_problem(alice, carol, pets, sql, tmp
     refused(alice.post(make, json={"architecture": "resnet", "label_map_id": pets["lm"]}), 400, "box_suggester")
     refused(alice.post(make, json={"architecture": "box_suggester", "label_map_id": pets["lm"], "input_size": 100}),
             400, "input_size", "multiple of 16")
-    refused(alice.post(make, json={"architecture": "box_suggester", "label_map_id": 999999}), 404, "label map")
+    refused(alice.post(make, json={"architecture": "box_suggester", "label_map_id": 999999}), 400, "label map")
     refused(alice.post(make, json={"architecture": "box_suggester"}), 400, "label_map_id")
     good = keras_file(networks.build(SUGGESTER, 2, 64), tmp_path)
     refused(upload(alice, pets, good[: len(good) // 2], pets["lm"]), 400, "truncated")

@@ -14,7 +14,6 @@ import socket
 import sys
 import threading
 import time
-from importlib import metadata
 
 from billiard.process import current_process
 from sqlalchemy import func, select, text
@@ -22,19 +21,7 @@ from sqlalchemy import func, select, text
 from store.schema import Annotation, Image, Job, LabelClass, LabelMap, Membership, Project
 from store.schema.base import utcnow
 from workers.context import JobContext, job_task
-
-_PACKAGES = ("loopline", "celery", "kombu", "redis", "sqlalchemy", "flask-socketio", "onnxruntime", "tensorflow-cpu", "tensorflow")
-
-
-def _versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
-
+from workers.monitor import versions
 
 def _pool() -> str:
     name = current_process().name
@@ -85,7 +72,7 @@ def probe(ctx: JobContext) -> dict:
         "platform": f"{platform.system()} {platform.machine()}",
         "cpus": os.cpu_count(),
         "executable": sys.executable,
-        "versions": _versions(),
+        "versions": versions(),
     }
     ctx.progress(1, steps, "round trip to the catalog")
     with ctx.rt.sessions() as session:
