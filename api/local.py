@@ -174,6 +174,7 @@ def run_local(settings: Settings, *, host: str, port: int, concurrency: int | No
         f"  data folder : {settings.data_dir}\n"
         f"  catalog     : {settings.sqlalchemy_url}\n"
         f"  redis       : {settings.redis_url}\n"
+        f"  dashboard   : {base}/   (sign in with the admin token)\n"
         f"  admin token : {value}   (kept in {Path(settings.data_dir) / 'admin.token'})\n"
         f"  try         : curl -H 'Authorization: Bearer {value}' {base}/api/me\n"
         f"  API document: {base}/api/openapi.json\n"
