@@ -1,5 +1,5 @@
 """flask-smorest Blueprint that answers bad input with 400 (webargs' default is 422), and the helpers
-every resource's views share: a pager and the "name already taken" check."""
+every resource's views share: a pager and the lookups of a project's rows."""
 
 from __future__ import annotations
 
@@ -47,15 +47,6 @@ class Extended:
 
     def __getattr__(self, name):
         return getattr(self._row, name)
-
-
-def ensure_name_free(model, name: str, message: str, *, exclude_id: int | None = None, **scope) -> None:
-    """409 naming the field when another `model` row in the same scope (e.g. project_id=3) has `name`."""
-    q = select(model.id).where(model.name == name, *(getattr(model, k) == v for k, v in scope.items()))
-    if exclude_id is not None:
-        q = q.where(model.id != exclude_id)
-    if db.session.scalar(q) is not None:
-        raise ApiError(409, message, fields={"name": ["already taken"]})
 
 
 def referenced(model, row_id, project_id: int, what: str, field: str):
