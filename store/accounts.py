@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from store.schema import ApiToken, User, WebSession
@@ -78,7 +78,9 @@ class SignIn:
 
 
 def open_web_session(session: Session, caller: Caller, ttl: timedelta) -> tuple[str, SignIn]:
-    """A new session for the token `caller` authenticated with; returns the cookie's value (in clear, once)."""
+    """A new session for the token `caller` authenticated with; returns the cookie's value (in clear, once).
+    Sessions that expired are removed here: signing in is rare, and nothing else reads them."""
+    session.execute(delete(WebSession).where(WebSession.expires_at <= utcnow()))
     secret = SESSION_PREFIX + secrets.token_urlsafe(32)
     row = WebSession(token_id=caller.token_id, secret_hash=hash_token(secret), csrf_token=secrets.token_urlsafe(32),
                      expires_at=utcnow() + ttl)
