@@ -6,19 +6,17 @@ from flask import request, url_for
 from flask.views import MethodView
 from sqlalchemy import and_, exists, func, select
 
-from api.auth import require_role
+from api.auth import current_user, require_role
 from api.blueprint import Blueprint, in_project, page
 from api.data_schemas import ImageDeleted, ImageFormatsOut, ImageOut, ImagePage, ImageQuery, ImageUpload, UrlsIn
 from api.errors import ApiError, load_input
-from api.extensions import db, runtime
+from api.extensions import celery, db, runtime
 from api.files import download_doc, send_blob
 from api.schemas import JobOut
-from api.uploads import ingest_files, submit_ingest, uploaded_files
-from services import annotations
+from api.uploads import uploaded_files
+from services import annotations, uploads
 from handlers.imaging import ACCEPTED_FORMATS
 from store.schema import Annotation, AnnotationSource, Image, Review, Role, Verdict
-from services.fetch import FetchRefused, check_url
-from services.ingest import fetch_policy
 
 bp = Blueprint("images", __name__, url_prefix="/api/projects/<int:project_id>", description="Images and their files")
 
@@ -100,28 +98,11 @@ class Images(MethodView):
             if not files:
                 raise ApiError(400, "no files: send images or zips in the multipart field 'files'",
                                fields={"files": ["required"]})
-            return ingest_files(project_id, files)
+            return uploads.ingest_files(celery(), runtime(), db.session, project_id, current_user().id, files)
         if not request.is_json:
             raise ApiError(415, "send multipart/form-data with 'files', or JSON with 'urls'")
         data = load_input(UrlsIn(), request.get_json(silent=True) or {})
-        check_urls(data["urls"])
-        return submit_ingest(project_id, {"urls": data["urls"]})
-
-
-def check_urls(urls: list[str], field: str = "urls") -> None:
-    """Refuse malformed and non-http(s) URLs now (a 400 naming each). Addresses are judged by the job, URL
-    by URL and after every redirect, so one refused address does not stop the others."""
-    policy = fetch_policy(runtime().settings)
-    bad = {}
-    for i, url in enumerate(urls):
-        try:
-            check_url(url, policy)
-        except FetchRefused as exc:
-            if exc.reason in ("bad_url", "scheme"):
-                bad[f"{field}.{i}"] = [str(exc)]
-    if bad:
-        raise ApiError(400, f"{len(bad)} URL(s) cannot be fetched: " + "; ".join(f"{k}: {v[0]}" for k, v in bad.items()),
-                       fields=bad)
+        return uploads.ingest_urls(celery(), runtime(), db.session, project_id, current_user().id, data["urls"])
 
 
 @bp.route("/images/formats")

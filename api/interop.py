@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 from flask import Response, request
 from flask.views import MethodView
 from sqlalchemy import select
 
-from api.auth import project_access, require_role
+from api.auth import current_user, project_access, require_role
 from api.blueprint import Blueprint, referenced
 from api.data_schemas import CocoExportQuery, CocoImportUpload
 from api.errors import ApiError
-from api.extensions import db
+from api.extensions import celery, db, runtime
 from api.inputs import load_json
 from api.schemas import JobOut
-from api.uploads import ingest_files, staging, uploaded_files
-from handlers.coco import CocoError, build_coco, parse_coco
+from api.uploads import uploaded_files
+from handlers.coco import build_coco
+from services import uploads
 from store.schema import Annotation, Image, LabelClass, LabelMap, Role
 
 bp = Blueprint("interop", __name__, url_prefix="/api/projects/<int:project_id>", description="COCO import and export")
@@ -43,20 +43,8 @@ class CocoImport(MethodView):
             raw = load_json(document.stream.read(), root="annotations")  # nesting, Unicode, 64-bit integers
         except ValueError as exc:
             raise ApiError(400, f"'annotations' is not JSON: {exc}", fields={"annotations": [str(exc)]}) from None
-        try:
-            parse_coco(raw)
-        except CocoError as exc:
-            raise ApiError(400, str(exc), fields={"annotations": exc.problems}) from None
-        files = uploaded_files()
-        if not files:
-            raise ApiError(400, "no images: send them (or zips of them) in the multipart field 'files'",
-                           fields={"files": ["required"]})
-
-        def stage_document(upload_id: str) -> dict:
-            file_id, _ = staging().save(upload_id, len(files), io.BytesIO(json.dumps(raw).encode()))
-            return {"coco": file_id}
-
-        return ingest_files(project_id, files, stage_extra=stage_document)
+        return uploads.import_coco(celery(), runtime(), db.session, project_id, current_user().id, raw,
+                                   uploaded_files())
 
 
 @bp.route("/exports/coco")

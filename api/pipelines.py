@@ -15,7 +15,6 @@ from api.blueprint import Blueprint
 from api.deployments import require_active
 from api.errors import ApiError, load_input
 from api.extensions import celery, runtime
-from api.images import check_urls
 from api.inputs import load_json
 from api.metrics import observe
 from api.model_schemas import (
@@ -27,6 +26,7 @@ from services.calls import CallTimeout, wait_answer
 from services.pipelines import PIPELINES, STAGES, PlanError, new_run, plan, stage_task_name
 from services.queues import Queue
 from services.registry import message_options
+from services.uploads import check_urls
 
 bp = Blueprint("pipelines", __name__, url_prefix="/api/pipelines", description="Inference pipelines")
 
@@ -97,7 +97,7 @@ def _inputs() -> tuple[list[dict], dict[int, bytes], int, list[str]]:
     if not request.is_json:
         raise ApiError(415, "send JSON with 'items' of URLs, or multipart/form-data with 'files'")
     data = load_input(PipelineRunIn(), request.get_json(silent=True) or {})
-    check_urls([i["url"] for i in data["items"]], field="items")
+    check_urls(runtime().settings, [i["url"] for i in data["items"]], field="items")
     return [dict(i) for i in data["items"]], {}, data["project_id"], data["then"]
 
 
