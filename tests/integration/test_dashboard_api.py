@@ -50,20 +50,12 @@ def test_retry_of_an_unknown_or_foreign_job_is_404(alice, bob, project, workers)
 def test_a_dataset_build_is_retried_by_its_definition(app, alice, labelled_pets, sql, redis_client):
     """A build cancelled while queued leaves its dataset failed; its retry builds the same definition."""
     pets = labelled_pets
-    queues = {q["name"]: q for q in alice.get("/api/queues").get_json()}
-    slots = sum(w["concurrency"] for w in queues["augmentation"]["workers"])
-    blockers = [_submit_wait(app, pets["pid"], "augmentation", _user_id(sql, "alice")) for _ in range(slots)]
-    try:
-        for job_id, _ in blockers:
-            alice.wait_job(job_id, statuses=("running",))
+    with _occupied(app, alice, pets["pid"], "augmentation", sql, redis_client):
         res = alice.post("/api/datasets", json={"project_id": pets["pid"], "name": "retried", "handler": "suggest@1",
                                                 "label_map_id": pets["lm"], "config": {"size": 48, "regions": 2}})
         assert res.status_code == 202, res.get_json()
         first, key = res.get_json()["job"], res.get_json()["dataset"]["key"]
         assert alice.post(f"/api/jobs/{first['id']}/cancel").get_json()["status"] == "cancelled"
-    finally:
-        for _, release in blockers:
-            redis_client.set(release, "1")
     assert alice.get(f"/api/datasets/{key}").get_json()["status"] == "failed"
     res = alice.post(f"/api/jobs/{first['id']}/retry")
     assert res.status_code == 202, res.get_json()
@@ -161,3 +153,54 @@ def test_jobs_filter_by_queue(alice, project, workers):
     refused(alice.get("/api/jobs?queue=nowhere"), 400)
     for job_id in ids.values():
         alice.wait_job(job_id)
+
+
+def test_training_and_deployment_are_retried_on_the_same_checkpoint(app, alice, pets, sql, redis_client):
+    """A training run cancelled while queued (no epoch done: the checkpoint is fresh again) and a deployment
+    cancelled while queued are each retried into a run that succeeds, with the same parameters."""
+    from tests.support.modeltree import fork, root, train
+
+    child = fork(alice, pets, root(alice, pets))
+    with _occupied(app, alice, pets["pid"], "training", sql, redis_client):
+        first = train(alice, pets, child, epochs=1, batch_size=16, learning_rate=2e-3)["job"]
+        assert alice.post(f"/api/jobs/{first['id']}/cancel").get_json()["status"] == "cancelled"
+    assert alice.get(f"{pets['base']}/checkpoints/{child['id']}").get_json()["status"] == "fresh"
+    res = alice.post(f"/api/jobs/{first['id']}/retry")
+    assert res.status_code == 202, res.get_json()
+    assert alice.wait_job(res.get_json()["id"], timeout=180)["status"] == "succeeded"
+    trained = alice.get(f"{pets['base']}/checkpoints/{child['id']}").get_json()
+    assert trained["status"] == "trained" and trained["params"]["learning_rate"] == 2e-3
+    refused(alice.post(f"/api/jobs/{first['id']}/retry"), 409, "trained since")
+
+    with _occupied(app, alice, pets["pid"], "deployment", sql, redis_client):
+        made = alice.post(f"{pets['base']}/deployments", json={"checkpoint_id": child["id"], "activate": False})
+        assert made.status_code == 202, made.get_json()
+        job_id = made.get_json()["job"]["id"]
+        assert alice.post(f"/api/jobs/{job_id}/cancel").get_json()["status"] == "cancelled"
+    res = alice.post(f"/api/jobs/{job_id}/retry")
+    assert res.status_code == 202, res.get_json()
+    assert alice.wait_job(res.get_json()["id"], timeout=180)["status"] == "succeeded"
+    deployed = [d for d in alice.get(f"{pets['base']}/deployments").get_json()["items"] if d["checkpoint_id"] == child["id"]]
+    assert sorted(d["status"] for d in deployed) == ["cancelled", "ready"]
+    assert not any(d["active"] for d in deployed)  # retried with the same `activate: false`
+
+
+class _occupied:
+    """Every process of a queue's pool runs a test.wait job until the block ends: what is sent meanwhile stays queued."""
+
+    def __init__(self, app, client, pid, queue, sql, redis_client):
+        self.app, self.client, self.pid, self.queue, self.sql, self.redis = app, client, pid, queue, sql, redis_client
+
+    def __enter__(self):
+        queues = {q["name"]: q for q in self.client.get("/api/queues").get_json()}
+        slots = sum(w["concurrency"] for w in queues[self.queue]["workers"])
+        self.blockers = [_submit_wait(self.app, self.pid, self.queue, _user_id(self.sql, "alice")) for _ in range(slots)]
+        for job_id, _ in self.blockers:
+            self.client.wait_job(job_id, statuses=("running",))
+        return self
+
+    def __exit__(self, *exc):
+        for _, release in self.blockers:
+            self.redis.set(release, "1")
+        for job_id, _ in self.blockers:
+            self.client.wait_job(job_id)
