@@ -39,13 +39,14 @@ class Output:
 @dataclass(frozen=True)
 class Architecture:
     name: str
-    task: str  # the deployment task it serves: suggestion | classification
+    task: str  # the deployment task it serves: suggestion | classification | detection
     handlers: tuple[str, ...]  # dataset handlers whose records it trains on
     description: str
     outputs: tuple[Output, ...]
     default_size: int
     min_size: int = 32
     max_size: int = 512
+    head: str = "class_scores"  # the output layer sized by the label map (replaced by `reinit_head`)
 
     def has_output(self, name: str) -> bool:
         return any(o.name == name for o in self.outputs)
@@ -89,8 +90,21 @@ ARCHITECTURES: dict[str, Architecture] = {
             (CLASS_SCORES,),
             default_size=224,
         ),
+        Architecture(
+            "detector", "detection", ("detection",),
+            "A whole image in, every object's box, class and score out (CenterNet-style: a per-class centre "
+            "heatmap and a box per location at stride 4, decoded by models.detection). Trained on detection@ "
+            "datasets.",
+            (Output("scores", "classes", "per location (stride 4) and class: the probability that an object of "
+                                         "the class is centred there"),
+             Output("boxes", "4", "per location: ymin, xmin, ymax, xmax of the object centred there, normalised "
+                                  "to the input")),
+            default_size=128, min_size=64, head="scores",
+        ),
     ]
 }
+
+DETECTOR_STRIDE = 4  # input pixels per location of the detector's output maps
 
 
 class UnknownArchitecture(KeyError):

@@ -85,8 +85,9 @@ def _check_graph(config: dict, architecture: Architecture, classes: int) -> int:
         raise InvalidModelFile(f"{architecture.name} has outputs {sorted(want)}; the file's are {sorted(outputs)}")
     for name, units in want.items():
         layer = layers.get(outputs[name][0], {})
-        got = layer.get("config", {}).get("units")
+        config = layer.get("config", {})
+        got = config.get("units", config.get("filters"))  # Dense units, Conv2D filters (per location)
         if got != units:
-            what = f"{classes} classes of the label map" if name == "class_scores" else f"{units} values"
+            what = f"{classes} classes of the label map" if name == architecture.head else f"{units} values"
             raise InvalidModelFile(f"output {name!r} must have {units} units ({what}); the file's has {got}")
     return shape[1]

@@ -87,21 +87,35 @@ def build(architecture: Architecture, classes: int, size: int, seed: int = 0) ->
         x = layers.Dense(128, activation="relu", name="features",
                          kernel_initializer=keras.initializers.HeNormal(seed + 200))(x)
         outputs = {"class_scores": class_head(x, classes, seed)}
+    elif architecture.name == "detector":
+        from models import detector
+
+        outputs = detector.network(image, classes, seed)
     else:
         raise ValueError(f"no network is defined for architecture {architecture.name!r}")
     return keras.Model(image, outputs, name=architecture.name)
 
 
 def with_new_head(model: keras.Model, classes: int, seed: int = 0) -> keras.Model:
-    """The same model with a freshly initialised `class_scores` layer of `classes` units (every other
-    layer keeps its weights): for training on a label map other than the one the weights learned."""
-    features = model.get_layer("class_scores").input
+    """The same model with a freshly initialised class head (`class_scores`, or the detector's `scores`) of
+    `classes` units (every other layer keeps its weights): for training on a label map other than the one
+    the weights learned."""
     outputs = dict(model.output)
-    outputs["class_scores"] = class_head(features, classes, seed)
+    if "scores" in outputs:
+        from models import detector
+
+        outputs["scores"] = detector.score_head(model.get_layer("scores").input, classes, seed)
+    else:
+        outputs["class_scores"] = class_head(model.get_layer("class_scores").input, classes, seed)
     return keras.Model(model.inputs, outputs, name=model.name)
 
 
 def compile_for(model: keras.Model, architecture: Architecture, learning_rate: float) -> keras.Model:
+    if architecture.task == "detection":  # mAP is computed after each epoch (models.training), not per step
+        from models import detector
+
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=detector.losses())
+        return model
     losses = {"class_scores": keras.losses.SparseCategoricalCrossentropy()}
     metrics = {"class_scores": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]}
     if architecture.has_output("box"):  # the same test as the data pipeline's box targets
@@ -112,6 +126,8 @@ def compile_for(model: keras.Model, architecture: Architecture, learning_rate: f
 
 
 def output_classes(model: keras.Model) -> int:
+    if "scores" in model.output:
+        return int(model.get_layer("scores").filters)
     return int(model.get_layer("class_scores").units)
 
 

@@ -65,12 +65,15 @@ class StepReport:
 class Reporter(keras.callbacks.Callback):
     """Calls `on_step(report)` every `every` steps and at each epoch's last step, `tick()` after every
     step (cheap; may raise to stop), and `on_epoch(epoch, logs, seconds, samples_per_s, stop)` after
-    each epoch, where `stop` says early stopping ends the run here."""
+    each epoch, where `stop` says early stopping ends the run here. `epoch_metrics()` adds figures that
+    Keras does not compute to each epoch's logs (a detector's validation mAP), before early stopping reads them."""
 
     def __init__(self, *, epochs: int, steps: int, batch_size: int, every: int,
                  on_step: Callable[[StepReport], None], on_epoch: Callable[..., None],
-                 tick: Callable[[], None] = lambda: None, early_stopping: EarlyStopping | None = None):
+                 tick: Callable[[], None] = lambda: None, early_stopping: EarlyStopping | None = None,
+                 epoch_metrics: Callable[[], dict] | None = None):
         super().__init__()
+        self.epoch_metrics = epoch_metrics
         self.epochs, self.steps, self.batch_size = epochs, steps, batch_size
         self.every, self.on_step, self.on_epoch, self.tick = max(1, every), on_step, on_epoch, tick
         self.early_stopping = early_stopping
@@ -103,6 +106,8 @@ class Reporter(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self._epoch_start
         logs = {k: float(v) for k, v in (logs or {}).items()}
+        if self.epoch_metrics is not None:
+            logs.update(self.epoch_metrics())
         stop = bool(self.early_stopping and self.early_stopping.update(epoch + 1, logs))
         samples = self.steps * self.batch_size
         self.on_epoch(epoch + 1, logs, seconds, samples / seconds if seconds else 0.0, stop)
@@ -127,6 +132,26 @@ def evaluate(model: keras.Model, dataset) -> dict[str, float]:
     with _finite_passes():
         logs = model.evaluate(dataset, verbose=0, return_dict=True)
     return {f"val_{k}": float(v) for k, v in logs.items()}
+
+
+def detection_metrics(model: keras.Model, examples: list, classes: list[str], spec, batch_size: int = 32) -> dict:
+    """`val_map` (COCO mAP@[.5:.95]) and `val_map50` of a detector on `examples` (`models.data.examples`), by
+    pycocotools' COCOeval, decoded by `models.detection` like every deployed consumer."""
+    import numpy as np
+
+    from models.cocoeval import evaluate, truth_from_normalised
+
+    def batches():
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start:start + batch_size]
+            inputs = np.stack([image for image, *_ in chunk]).astype(np.float32) * spec.scale + spec.offset
+            yield inputs, [truth_from_normalised(b, lab, w, h) for _, b, lab, w, h in chunk]
+
+    def predict(inputs):
+        return {k: np.asarray(v) for k, v in model.predict_on_batch(inputs).items()}
+
+    figures = evaluate(predict, batches(), classes)
+    return {"val_map": figures["map"], "val_map50": figures["map50"]}
 
 
 @contextlib.contextmanager
