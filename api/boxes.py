@@ -11,13 +11,13 @@ from flask.views import MethodView
 from sqlalchemy import select
 
 from api.auth import current_user, require_role
-from api.blueprint import Blueprint, page
+from api.blueprint import Blueprint, Extended, page
 from api.data_schemas import (
     AnnotationOut, AnnotationPage, AnnotationQuery, BoxCreate, BoxPatch, BoxReplace, BoxWritten, FailedCasePage,
     ImageBoxes, ReviewIn, RevisionQuery,
 )
 from api.extensions import db
-from api.images import box_count, get_image, image_out
+from api.images import box_count, get_image
 from api.schemas import PageQuery
 from services import annotations
 from store.schema import Annotation, Image, Review, Role, Verdict
@@ -26,30 +26,20 @@ bp = Blueprint("boxes", __name__, url_prefix="/api/projects/<int:project_id>",
                description="Boxes, their revisions, and the review of model predictions")
 
 
-def review_out(r: Review | None) -> dict | None:
-    if r is None:
-        return None
-    return {"id": r.id, "verdict": r.verdict.value, "corrected_box": r.corrected_box,
-            "corrected_class_id": r.corrected_class_id, "note": r.note, "reviewer_id": r.reviewer_id,
-            "created_at": r.created_at}
-
-
-def annotation_out(a: Annotation, review: Review | None = None) -> dict:
-    out = {c: getattr(a, c) for c in ("id", "image_id", "class_id", "x", "y", "w", "h", "score", "deployment_id",
-                                      "created_by", "created_at", "updated_at")}
-    out.update(source=a.source.value, status=a.status.value, review=review_out(review))
-    return out
-
-
 def _with_reviews(q):
     return q.outerjoin(Review, Review.annotation_id == Annotation.id).add_columns(Review)
 
 
-def boxes_of(image: Image) -> dict:
+def reviewed(a: Annotation, review: Review | None) -> Extended:
+    """The box with its review, as AnnotationOut dumps it (a box dumped alone shows `review: null`)."""
+    return Extended(a, review=review)
+
+
+def boxes_of(image: Image) -> Extended:
+    """The image with its boxes, as ImageBoxes dumps it."""
     rows = db.session.execute(_with_reviews(select(Annotation)).where(Annotation.image_id == image.id)
                               .order_by(Annotation.id)).all()
-    return {"image_id": image.id, "revision": image.annotation_revision,
-            "items": [annotation_out(a, r) for a, r in rows]}
+    return Extended(image, items=[reviewed(a, r) for a, r in rows])
 
 
 @bp.route("/images/<int:image_id>/annotations")
@@ -68,7 +58,7 @@ class ImageAnnotations(MethodView):
         image = get_image(project_id, image_id)
         expected = data.pop("revision")
         revision, a = annotations.add_box(db.session, image, data, expected, current_user().id)
-        return {"revision": revision, "annotation": annotation_out(a)}
+        return {"revision": revision, "annotation": a}
 
     @bp.arguments(BoxReplace)
     @bp.response(200, ImageBoxes)
@@ -96,7 +86,7 @@ class Annotations(MethodView):
             q = q.where(Review.id.is_not(None) if args["reviewed"] else Review.id.is_(None))
         if "verdict" in args:
             q = q.where(Review.verdict == args["verdict"])
-        return page(q.order_by(Annotation.id), args, lambda row: annotation_out(*row), scalars=False)
+        return page(q.order_by(Annotation.id), args, lambda row: reviewed(*row), scalars=False)
 
 
 @bp.route("/annotations/<int:annotation_id>")
@@ -105,7 +95,7 @@ class AnnotationItem(MethodView):
     def get(self, project_id, annotation_id):
         require_role(project_id)
         a = annotations.get_annotation(db.session, project_id, annotation_id)
-        return annotation_out(a, db.session.scalar(select(Review).where(Review.annotation_id == a.id)))
+        return reviewed(a, db.session.scalar(select(Review).where(Review.annotation_id == a.id)))
 
     @bp.arguments(BoxPatch)
     @bp.response(200, BoxWritten)
@@ -115,7 +105,7 @@ class AnnotationItem(MethodView):
         a = annotations.get_annotation(db.session, project_id, annotation_id)
         expected = data.pop("revision")
         revision = annotations.change_box(db.session, a, data, expected)
-        return {"revision": revision, "annotation": annotation_out(a)}
+        return {"revision": revision, "annotation": a}
 
     @bp.arguments(RevisionQuery, location="query")
     @bp.response(200, BoxWritten)
@@ -140,7 +130,7 @@ class AnnotationReview(MethodView):
         review = annotations.review_prediction(db.session, a, data["verdict"], data["note"], current_user().id,
                                                corrected_box=data["corrected_box"],
                                                corrected_class_id=data["corrected_class_id"])
-        return annotation_out(a, review)
+        return reviewed(a, review)
 
 
 @bp.route("/failed-cases")
@@ -155,5 +145,5 @@ class FailedCases(MethodView):
              .join(Image, Image.id == Annotation.image_id)
              .where(Image.project_id == project_id, Review.verdict == Verdict.invalid)
              .order_by(Review.created_at.desc(), Review.id.desc()))
-        return page(q, args, lambda row: {"review": review_out(row[0]), "prediction": annotation_out(row[1], row[0]),
-                                          "image": image_out(row[2], row[3])}, scalars=False)
+        return page(q, args, lambda row: {"review": row[0], "prediction": reviewed(row[1], row[0]),
+                                          "image": Extended(row[2], boxes=row[3])}, scalars=False)

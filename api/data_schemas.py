@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from flask import url_for
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from api.inputs import ID_MAX, File, Files, Text
-from api.schemas import Id, JobOut, PageQuery, Strict, page_of
+from api.schemas import Id, JobOut, PageQuery, Strict, Value, page_of
 from store.schema import AnnotationSource, AnnotationStatus, DatasetStatus, Verdict
 from services.datasets import handler_ref
 
@@ -51,7 +52,20 @@ class ImageQuery(PageQuery):
     order = Text(load_default="newest", validate=validate.OneOf(["newest", "oldest"]))
 
 
+class ImageUrl(fields.String):
+    """The URL of one of the image's routes (`endpoint`), for the Image row being dumped."""
+
+    def __init__(self, endpoint: str, **kwargs):
+        super().__init__(**kwargs)
+        self.endpoint = endpoint
+
+    def serialize(self, attr, obj, accessor=None, **kwargs):
+        return url_for(self.endpoint, project_id=obj.project_id, image_id=obj.id)
+
+
 class ImageOut(Schema):
+    """Dumps an Image row with its number of `boxes` (`api.blueprint.Extended`)."""
+
     id = fields.Integer()
     project_id = fields.Integer()
     original_name = fields.String()
@@ -66,8 +80,8 @@ class ImageOut(Schema):
     job_id = fields.String(allow_none=True)
     created_by = fields.Integer(allow_none=True)
     created_at = fields.DateTime()
-    file_url = fields.String()
-    thumbnail_url = fields.String()
+    file_url = ImageUrl("images.ImageFile")
+    thumbnail_url = ImageUrl("images.ImageThumbnail")
 
 
 class ImageFormatsOut(Schema):
@@ -136,8 +150,10 @@ class RevisionQuery(Strict):
 
 
 class ReviewOut(Schema):
+    """Dumps a Review row."""
+
     id = fields.Integer()
-    verdict = fields.String()
+    verdict = Value()
     corrected_box = fields.Dict(allow_none=True)
     corrected_class_id = fields.Integer(allow_none=True)
     note = fields.String()
@@ -146,6 +162,9 @@ class ReviewOut(Schema):
 
 
 class AnnotationOut(Schema):
+    """Dumps an Annotation row (or the values a proposal was inserted with) with its `review` where the view
+    adds it (`api.blueprint.Extended`); null otherwise."""
+
     id = fields.Integer()
     image_id = fields.Integer()
     class_id = fields.Integer()
@@ -153,19 +172,21 @@ class AnnotationOut(Schema):
     y = fields.Float()
     w = fields.Float()
     h = fields.Float()
-    source = fields.String()
-    status = fields.String()
+    source = Value()
+    status = Value()
     score = fields.Float(allow_none=True)
     deployment_id = fields.Integer(allow_none=True)
     created_by = fields.Integer(allow_none=True)
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
-    review = fields.Nested(ReviewOut, allow_none=True)
+    review = fields.Nested(ReviewOut, allow_none=True, dump_default=None)
 
 
 class ImageBoxes(Schema):
-    image_id = fields.Integer()
-    revision = fields.Integer()
+    """Dumps an Image row with its boxes as `items` (`api.blueprint.Extended`)."""
+
+    image_id = fields.Integer(attribute="id")
+    revision = fields.Integer(attribute="annotation_revision")
     items = fields.List(fields.Nested(AnnotationOut))
 
 

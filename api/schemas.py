@@ -4,6 +4,7 @@ and the OpenAPI document, so the two cannot drift apart."""
 from __future__ import annotations
 
 import re
+from enum import Enum
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
@@ -42,6 +43,13 @@ def Id(**kw) -> fields.Integer:  # noqa: N802
 
 def Description(**kw) -> fields.String:  # noqa: N802
     return Text(validate=validate.Length(max=10_000), **kw)
+
+
+class Value(fields.String):
+    """A row's enum member (a status, a source, a verdict) dumped as its value: a plain string in the document."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return super()._serialize(value.value if isinstance(value, Enum) else value, attr, obj, **kwargs)
 
 
 class PageQuery(Strict):

@@ -88,7 +88,7 @@ _INSERT = insert(_ANNOTATIONS).returning(_ANNOTATIONS.c.id)
 def _store_proposal(project_id: int, image_id: int, box: dict) -> tuple[dict, int]:
     """Bump the image's revision and insert the proposal (Core statements, no unit of work) in a transaction
     of their own, short enough to sit inside the write gate; 404 when the image was deleted while the model
-    ran. Answers the annotation as `annotation_out` would."""
+    ran. Answers the inserted row's values (with its id), which AnnotationOut dumps, and the image's revision."""
     now = utcnow()
     with runtime().engine.begin() as conn:
         revision = conn.execute(_BUMP, {"image": image_id, "project": project_id}).scalar()
@@ -97,7 +97,7 @@ def _store_proposal(project_id: int, image_id: int, box: dict) -> tuple[dict, in
         row = {"image_id": image_id, **box, "source": AnnotationSource.model, "status": AnnotationStatus.proposed,
                "revision": 1, "created_by": current_user().id, "created_at": now, "updated_at": now}
         row["id"] = conn.execute(_INSERT, row).scalar_one()
-    return {**row, "source": row["source"].value, "status": row["status"].value, "review": None}, revision
+    return row, revision
 
 
 def _region(image: Row, data: dict) -> tuple[float, float, float, float]:
