@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields, missing, validate
 
 from api.data_schemas import AnnotationOut, QueryId
 from api.inputs import File, Files, Text
-from api.schemas import Id, JobOut, Name, PageQuery, Strict, page_of
+from api.schemas import Id, JobOut, Name, PageQuery, Strict, UserOut, page_of
 from models.architectures import ARCHITECTURES, get_architecture
 from store.schema import CheckpointStatus, DeploymentStatus, DeploymentTask
 from services.checkpoints import preprocessing
+from services.datasets import handler_ref
 
 SEED = validate.Range(min=0, max=2**31 - 1)
 INPUT_SIZE = validate.Range(min=min(a.min_size for a in ARCHITECTURES.values()),
@@ -80,6 +81,57 @@ class CheckpointQuery(PageQuery):
     class_id = QueryId(metadata={"description": "checkpoints whose label map holds this class"})
 
 
+class TrainedOnOut(Schema):
+    """Dumps `services.checkpoints.TrainedOn`: the dataset's key and, while the cache holds it, what it was."""
+
+    key = fields.String()
+    cached = fields.Function(lambda t: t.dataset is not None)
+    name = fields.String(attribute="dataset.name")
+    handler = fields.Function(lambda t: missing if t.dataset is None else handler_ref(t.dataset))
+    config = fields.Dict(attribute="dataset.config")
+    data_revision = fields.String(attribute="dataset.data_revision")
+    subset = fields.String(attribute="dataset.subset")
+    records = fields.Function(lambda t: missing if t.dataset is None else t.dataset.manifest.get("records"))
+
+
+class LineageClassOut(Schema):
+    """Dumps a LabelMapEntry as the project's class it names."""
+
+    id = fields.Integer(attribute="label_class.id")
+    name = fields.String(attribute="label_class.name")
+    group = fields.String(attribute="label_class.group", allow_none=True)
+
+
+class LineageMapOut(Schema):
+    """Dumps a LabelMap with its classes in order."""
+
+    id = fields.Integer()
+    name = fields.String()
+    classes = fields.List(fields.Nested(LineageClassOut), attribute="entries")
+
+
+class LineageOut(Schema):
+    """Dumps `services.checkpoints.Lineage`."""
+
+    ancestors = fields.List(fields.Nested(lambda: CheckpointOut(only=("id", "name", "status", "dataset_key"))))
+    children = fields.List(fields.Integer())
+    dataset = fields.Nested(TrainedOnOut, allow_none=True)
+    label_map = fields.Nested(LineageMapOut, allow_none=True)
+    created_by = fields.Nested(UserOut, only=("id", "name"), allow_none=True)
+
+
+class DumpedObject(fields.Dict):
+    """An object dumped by its own schema, stated in the document as the plain object it has always been there
+    (the dashboard's types are generated from the document)."""
+
+    def __init__(self, schema: type[Schema], **kwargs):
+        super().__init__(**kwargs)
+        self.object_schema = schema()
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else self.object_schema.dump(value)
+
+
 class CheckpointOut(Schema):
     """Dumps a Checkpoint row; `lineage` and `job` where the view adds them (`api.blueprint.Extended`)."""
 
@@ -109,7 +161,8 @@ class CheckpointOut(Schema):
     created_by = fields.Integer(allow_none=True)
     created_at = fields.DateTime()
     trained_at = fields.DateTime(allow_none=True)
-    lineage = fields.Dict(metadata={"description": "one checkpoint's answer: ancestors, children, dataset, label map"})
+    lineage = DumpedObject(LineageOut, metadata={
+        "description": "one checkpoint's answer: ancestors, children, dataset, label map"})
     job = fields.Nested(JobOut, metadata={"description": "the training job (train)"})
 
 

@@ -9,6 +9,8 @@ checkpoint never changes again (fork it to train further).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import select, update
 
 from models.architectures import Architecture, UnknownArchitecture, get_architecture
@@ -16,7 +18,6 @@ from models.keras_file import InvalidModelFile, check_keras_file
 from services.errors import CommandError
 from store.schema import Checkpoint, CheckpointStatus, Dataset, DatasetStatus, Job, LabelMap, User
 from services import jobs as job_service
-from services.datasets import handler_ref
 from services.outbox import send_after_commit
 
 TRAINABLE = (CheckpointStatus.fresh, CheckpointStatus.failed)
@@ -63,28 +64,36 @@ def preprocessing(c: Checkpoint) -> dict:
     return architecture.spec(c.config.get("input_size", architecture.default_size)).to_dict()
 
 
-def lineage(session, c: Checkpoint) -> dict:
+@dataclass
+class TrainedOn:
+    """The dataset a checkpoint was trained on: its key, and its row while the cache still holds it."""
+
+    key: str
+    dataset: Dataset | None
+
+
+@dataclass
+class Lineage:
+    """Where a checkpoint comes from, as rows (the API's `LineageOut` dumps them)."""
+
+    ancestors: list[Checkpoint]  # root first, the parent last
+    children: list[int]
+    dataset: TrainedOn | None
+    label_map: LabelMap | None
+    created_by: User | None
+
+
+def lineage(session, c: Checkpoint) -> Lineage:
     """Where `c` comes from: ancestors, children, the dataset and label map it was trained on, its maker."""
     dataset = session.scalar(select(Dataset).where(Dataset.key == c.dataset_key)) if c.dataset_key else None
-    label_map = session.get(LabelMap, c.label_map_id) if c.label_map_id else None
-    creator = session.get(User, c.created_by) if c.created_by else None
-    children = session.scalars(select(Checkpoint.id).where(Checkpoint.parent_id == c.id).order_by(Checkpoint.id)).all()
-    return {
-        "ancestors": [{"id": a.id, "name": a.name, "status": a.status.value, "dataset_key": a.dataset_key}
-                      for a in ancestors(session, c)],
-        "children": list(children),
-        "dataset": None if not c.dataset_key else {
-            "key": c.dataset_key, "cached": dataset is not None,
-            **({"name": dataset.name, "handler": handler_ref(dataset),
-                "config": dataset.config, "data_revision": dataset.data_revision, "subset": dataset.subset,
-                "records": dataset.manifest.get("records")} if dataset is not None else {}),
-        },
-        "label_map": None if label_map is None else {
-            "id": label_map.id, "name": label_map.name,
-            "classes": [{"id": e.label_class.id, "name": e.label_class.name, "group": e.label_class.group}
-                        for e in label_map.entries]},
-        "created_by": None if creator is None else {"id": creator.id, "name": creator.name},
-    }
+    return Lineage(
+        ancestors=ancestors(session, c),
+        children=list(session.scalars(select(Checkpoint.id).where(Checkpoint.parent_id == c.id)
+                                      .order_by(Checkpoint.id))),
+        dataset=TrainedOn(c.dataset_key, dataset) if c.dataset_key else None,
+        label_map=session.get(LabelMap, c.label_map_id) if c.label_map_id else None,
+        created_by=session.get(User, c.created_by) if c.created_by else None,
+    )
 
 
 # --- commands: roots, uploads, forks, training runs ----------------------------------------------------
