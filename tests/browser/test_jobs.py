@@ -55,8 +55,12 @@ def test_cancel_and_retry_from_the_page(web, app, alice, project, tokens, sql, r
     blocker, release = _submit_wait(app, project["id"], "training", alice_id)  # holds the one training process
     alice.wait_job(blocker, statuses=("running",))
     probe = alice.post("/api/jobs", json={"kind": "probe", "queue": "training", "project_id": project["id"]}).get_json()
+    others = [alice.post("/api/jobs", json={"kind": "probe", "queue": q, "project_id": project["id"]}).get_json()
+              for q in ("inference", "augmentation", "deployment")]  # they run meanwhile: rows that move on their own
 
     page = web.sign_in(tokens["alice"], f"/jobs?project={project['id']}")
+    for other in others:
+        expect(page.locator(f"tr[data-job='{other['id']}']")).to_have_attribute("data-status", "succeeded", timeout=30_000)
     queued = page.locator(f"tr[data-job='{probe['id']}']")
     expect(queued).to_have_attribute("data-status", "queued")
     running = page.locator(f"tr[data-job='{blocker}']")

@@ -31,7 +31,6 @@ def test_sign_in_keeps_no_token_and_sign_out_ends_the_session(web, tokens):
 
     page.reload()  # the session survives a reload: the page asks GET /api/session again
     expect(page.get_by_test_id("user")).to_have_text("alice")
-    web.shot("signin-done")
 
     page.get_by_role("button", name="Sign out").click()
     expect(page.locator("input[name=token]")).to_be_visible()

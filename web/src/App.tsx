@@ -36,6 +36,12 @@ const NAV: [string, string][] = [
   ["/models", "Models"],
 ];
 
+/** The nav entry a path belongs to (a checkpoint page is under Models, a job page under Jobs...). */
+function section(path: string): string {
+  if (/^\/projects\/\d+\/checkpoints\//.test(path)) return "/models";
+  return NAV.find(([href]) => path === href || path.startsWith(`${href}/`))?.[0] ?? "";
+}
+
 function Route() {
   const path = pathname();
   if (path === "/" || path === "/signin") {
@@ -71,7 +77,9 @@ export function App() {
         <a class="brand" href="/projects">loopline</a>
         <nav>
           {NAV.map(([href, text]) => (
-            <a href={href} class={path === href || path.startsWith(`${href}/`) ? "active" : ""}>{text}</a>
+            <a href={href} class={section(path) === href ? "active" : ""} aria-current={section(path) === href ? "page" : undefined}>
+              {text}
+            </a>
           ))}
         </nav>
         <div class={`live ${connected.value ? "on" : "off"}`} title="live updates over Socket.IO">

@@ -81,3 +81,15 @@ export function useTick(ms = 1000): number {
   }, [ms]);
   return now;
 }
+
+/** Call `fn` every `ms` while `active`: the fallback that ends a "building" row even if its job's last
+ * event was missed (events are the fast path; this is the slow, sure one). */
+export function useRefreshWhile(active: boolean, fn: () => void, ms = 5000): void {
+  const fnRef = useRef(fn);
+  fnRef.current = fn;
+  useEffect(() => {
+    if (!active) return;
+    const id = window.setInterval(() => fnRef.current(), ms);
+    return () => window.clearInterval(id);
+  }, [active, ms]);
+}

@@ -1,4 +1,4 @@
-import { call, client, raw, type Schemas } from "../api/client";
+import { call, client, type Schemas } from "../api/client";
 import type { Job } from "../api/types";
 import { ms } from "./format";
 import { may, user } from "./session";
@@ -27,7 +27,7 @@ export async function cancelJob(id: string): Promise<Job> {
 }
 
 export async function retryJob(id: string): Promise<Job> {
-  return raw<Job>("POST", `/api/jobs/${encodeURIComponent(id)}/retry`);
+  return (await call(client.POST("/api/jobs/{job_id}/retry", { params: { path: { job_id: id } } }))) as Job;
 }
 
 /** Seconds the job ran (so far, while it runs). */

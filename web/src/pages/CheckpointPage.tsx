@@ -5,7 +5,7 @@ import { LineChart, type Series } from "../components/Chart";
 import { changed, defaults, nest, OptionsForm, optionsFromSchema, type Values } from "../components/OptionsForm";
 import { ErrorBox, Field, Json, KeyValues, Loading, Progress, Section, Status } from "../components/ui";
 import { when } from "../lib/format";
-import { useAction, useLoad } from "../lib/hooks";
+import { useAction, useLoad, useRefreshWhile } from "../lib/hooks";
 import { cancelJob, mayCancel } from "../lib/jobs";
 import { JobBatcher, subscribe } from "../lib/live";
 import { architectures, trainableDatasets } from "../lib/models";
@@ -37,6 +37,10 @@ export function CheckpointPage({ pid, cid }: { pid: number; cid: number }) {
     void deployments.reload();
   });
   const { job, steps } = useTrainingJob(ck.data?.job_id ?? null, () => void ck.reload());
+  useRefreshWhile(ck.data?.status === "training" || (deployments.data?.items ?? []).some((d) => d.status === "building"), () => {
+    void ck.reload();
+    void deployments.reload();
+  });
 
   if (ck.error && !ck.data) return <div class="page"><h1>Checkpoint {cid}</h1><ErrorBox error={ck.error} /></div>;
   const c = ck.data;
@@ -252,14 +256,10 @@ function Train({ pid, c, onStarted }: { pid: number; c: Checkpoint; onStarted: (
     const arch = (await architectures()).find((a) => a.name === c.architecture);
     return trainableDatasets(pid, arch);
   }, [pid, c.architecture]);
-  const [values, setValues] = useState<Values>({});
-  const [dataset, setDataset] = useState("");
-  useEffect(() => {
-    if (options.data) setValues(defaults(options.data));
-  }, [options.data]);
-  useEffect(() => {
-    if (!dataset && datasets.data?.length) setDataset(datasets.data[0].key);
-  }, [datasets.data]);
+  const [edited, setValues] = useState<Values | null>(null);
+  const [chosen, setDataset] = useState("");
+  const values = edited ?? (options.data ? defaults(options.data) : {});
+  const dataset = chosen || datasets.data?.[0]?.key || "";
   const train = useAction(async () => {
     const body = nest(changed(options.data ?? {}, values));
     await call(client.POST("/api/projects/{project_id}/checkpoints/{checkpoint_id}/train", {

@@ -1,12 +1,11 @@
-import { useEffect } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { call, client } from "../api/client";
 import type { Dataset, Health, Job } from "../api/types";
 import { Bars, ErrorBox, Json, KeyValues, Loading, Progress, Section, Status } from "../components/ui";
 import { bytes, when } from "../lib/format";
-import { useLoad } from "../lib/hooks";
+import { useLoad, useRefreshWhile } from "../lib/hooks";
 import { JobBatcher, subscribe } from "../lib/live";
 import { projectsById } from "../lib/session";
-import { useState } from "preact/hooks";
 
 type Manifest = {
   images?: number;
@@ -39,6 +38,8 @@ export function DatasetPage({ datasetKey }: { datasetKey: string }) {
     };
   }, [d?.job_id, d?.status]);
 
+  useRefreshWhile(d?.status === "building", () => void ds.reload());
+
   if (ds.error && !d) return <div class="page"><h1>Dataset</h1><ErrorBox error={ds.error} /></div>;
   if (!d) return <div class="page"><Loading what="the dataset" /></div>;
   const m = (d.manifest ?? {}) as Manifest;
@@ -57,7 +58,7 @@ export function DatasetPage({ datasetKey }: { datasetKey: string }) {
           ["key", <code>{d.key}</code>],
           ["project", <a href={`/projects/${d.project_id}`}>{projectsById.value.get(d.project_id)?.project ?? d.project_id}</a>],
           ["handler", <code>{d.handler}</code>],
-          ["config", <code>{JSON.stringify(d.config)}</code>],
+          ["config", <span>{Object.entries(d.config ?? {}).map(([k, v]) => <span class="chip"><code>{k}={JSON.stringify(v)}</code></span>)}</span>],
           ["label map", m.label_map ? `#${m.label_map.id}: ${m.label_map.classes.join(", ")}` : `#${d.label_map_id}`],
           ["subset", d.subset],
           ["data revision", <code>{d.data_revision}</code>],

@@ -4,7 +4,7 @@ import type { Dataset, Handler, Job, LabelMap, Page } from "../api/types";
 import { changed, defaults, OptionsForm, type Values } from "../components/OptionsForm";
 import { ErrorBox, Field, Loading, Meter, Pager, Progress, Section, Status } from "../components/ui";
 import { age, bytes, when } from "../lib/format";
-import { type Loaded, useAction, useLoad, useTick } from "../lib/hooks";
+import { type Loaded, useAction, useLoad, useRefreshWhile, useTick } from "../lib/hooks";
 import { JobBatcher, subscribe } from "../lib/live";
 import { ProjectPicker, projectParam } from "../lib/projects";
 import { navigate, query, withQuery } from "../lib/router";
@@ -21,6 +21,7 @@ export function Datasets() {
     }))) as Page<Dataset>,
     [project, offset],
   );
+  const cache = useLoad(() => call(client.GET("/api/dataset-cache")), []);
   const [jobs, setJobs] = useState<Map<string, Job>>(new Map());
   const building = useRef(new Set<string>());
   building.current = new Set((list.data?.items ?? []).filter((d) => d.status === "building").map((d) => d.job_id ?? ""));
@@ -30,7 +31,10 @@ export function Datasets() {
     let reread: number | undefined;
     const again = () => {
       window.clearTimeout(reread);
-      reread = window.setTimeout(() => void list.reload(), 100);
+      reread = window.setTimeout(() => {
+        void list.reload();
+        void cache.reload();
+      }, 100);
     };
     const batcher = new JobBatcher((batch) => {
       const builds = [...batch.values()].filter((j) => j.kind === "dataset.build");
@@ -53,13 +57,18 @@ export function Datasets() {
 
   const handlers = useLoad(async () => ((await call(client.GET("/api/handlers"))).items ?? []) as unknown as Handler[], []);
   const now = useTick(10_000);
+  useRefreshWhile((list.data?.items ?? []).some((d) => d.status === "building"), () => {
+    void list.reload();
+    void cache.reload();
+  });
   const remove = useAction(async (key: string) => {
     await call(client.DELETE("/api/datasets/{key}", { params: { path: { key } } }));
-    await list.reload();
+    await Promise.all([list.reload(), cache.reload()]);
   });
 
   const items = list.data?.items ?? [];
-  const used = items.filter((d) => d.status === "ready").reduce((n, d) => n + (d.size_bytes ?? 0), 0);
+  const used = cache.data?.used_bytes ?? 0;
+  const quota = cache.data?.quota_bytes ?? null;
   return (
     <div class="page">
       <div class="title-row">
@@ -69,10 +78,13 @@ export function Datasets() {
       </div>
       <Section title="Cached datasets">
         <div class="quota" data-testid="cache-quota">
-          <span>Cache used: <strong>{bytes(used)}</strong>{list.data && list.data.total > items.length ? " (this page)" : ""}</span>
-          <Meter used={used} total={null} label="cache used" />
+          <span>
+            Cache: <strong data-testid="cache-used">{bytes(used)}</strong> of {quota ? bytes(quota) : "–"}
+            {quota ? ` (${((used / quota) * 100).toFixed(used / quota < 0.01 ? 2 : 0)}%)` : ""} · {cache.data?.datasets ?? "–"} ready datasets
+          </span>
+          <Meter used={used} total={quota} label="dataset cache used of its quota" />
         </div>
-        <ErrorBox error={list.error ?? remove.error} />
+        <ErrorBox error={list.error ?? cache.error ?? remove.error} />
         {!list.data && !list.error && <Loading what="datasets" />}
         {list.data && (
           <div class="scroll-x">
@@ -153,23 +165,19 @@ function RequestForm({ project, handlers, onRequested }: {
       params: { path: { project_id: pid }, query: { limit: 500 } } }))) as Page<LabelMap>).items),
     [pid],
   );
-  const [handlerId, setHandlerId] = useState("");
+  // Choices live in state; what the form shows falls back to the first handler, the first label map and
+  // the handler's defaults at render time (no effect that could overwrite a choice made meanwhile).
+  const [chosenHandler, setHandlerId] = useState("");
   const [name, setName] = useState("");
-  const [labelMap, setLabelMap] = useState<number | null>(null);
+  const [chosenMap, setLabelMap] = useState<{ pid: number | null; id: number } | null>(null);
   const [subset, setSubset] = useState<"all" | "failed">("all");
-  const [config, setConfig] = useState<Values>({});
+  const [configs, setConfigs] = useState<Record<string, Values>>({});
   const [answer, setAnswer] = useState<{ status: number; dataset: Dataset; job: Job | null } | null>(null);
+  const handlerId = chosenHandler || handlers.data?.[0]?.id || "";
   const handler = handlers.data?.find((h) => h.id === handlerId);
-
-  useEffect(() => {
-    if (!handlerId && handlers.data?.length) setHandlerId(handlers.data[0].id);
-  }, [handlers.data]);
-  useEffect(() => {
-    if (handler) setConfig(defaults(handler.options));
-  }, [handlerId, handlers.data]);
-  useEffect(() => {
-    setLabelMap(maps.data?.[0]?.id ?? null);
-  }, [maps.data]);
+  const labelMap = chosenMap?.pid === pid ? chosenMap.id : maps.data?.[0]?.id ?? null;
+  const config = configs[handlerId] ?? (handler ? defaults(handler.options) : {});
+  const setConfig = (values: Values) => setConfigs((c) => ({ ...c, [handlerId]: values }));
 
   const submit = useAction(async () => {
     setAnswer(null);
@@ -206,7 +214,7 @@ function RequestForm({ project, handlers, onRequested }: {
             </select>
           </Field>
           <Field name="label_map_id" label="Label map" error={submit.error}>
-            <select name="label_map_id" value={labelMap ?? ""} onChange={(e) => setLabelMap(Number(e.currentTarget.value))}>
+            <select name="label_map_id" value={labelMap ?? ""} onChange={(e) => setLabelMap({ pid, id: Number(e.currentTarget.value) })}>
               {(maps.data ?? []).map((m) => <option value={m.id}>{m.name} (#{m.id})</option>)}
             </select>
           </Field>

@@ -104,11 +104,12 @@ export function JobsTable({ filters: f }: { filters: Filters }) {
             ...(f.project != null ? { project_id: f.project } : {}),
             ...(f.kind ? { kind: f.kind } : {}),
             ...(f.status ? { status: f.status as Job["status"] } : {}),
+            ...(f.queue ? { queue: f.queue as (typeof QUEUES)[number] } : {}),
           },
         },
       }))) as Page<Job>;
       if (mine !== generation.current) return;
-      rows.current = data.items.filter((j) => !f.queue || j.queue === f.queue);
+      rows.current = data.items;
       setPage(data);
       setError(null);
     } catch (exc) {

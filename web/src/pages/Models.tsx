@@ -1,9 +1,9 @@
 import { useEffect, useState } from "preact/hooks";
 import { call, client } from "../api/client";
 import type { CheckpointNode, Deployment, Job, LabelMap, Page } from "../api/types";
-import { ErrorBox, Field, Loading, Progress, Section, Status } from "../components/ui";
+import { ErrorBox, Field, Loading, Pager, Progress, Section, Status } from "../components/ui";
 import { num, when } from "../lib/format";
-import { useAction, useLoad } from "../lib/hooks";
+import { useAction, useLoad, useRefreshWhile } from "../lib/hooks";
 import { JobBatcher, subscribe } from "../lib/live";
 import { architectures, keyMetric } from "../lib/models";
 import { ProjectPicker, projectParam } from "../lib/projects";
@@ -51,8 +51,14 @@ export function Models() {
 function ModelsOf({ pid }: { pid: number }) {
   const path = { project_id: pid };
   const tree = useLoad(async () => ((await call(client.GET("/api/projects/{project_id}/checkpoints/tree", { params: { path } }))).roots ?? []) as CheckpointNode[], [pid]);
-  const deployments = useLoad(async () => (await call(client.GET("/api/projects/{project_id}/deployments", { params: { path, query: { limit: 100 } } }))) as Page<Deployment>, [pid]);
+  const [offset, setOffset] = useState(0);
+  const deployments = useLoad(async () => (await call(client.GET("/api/projects/{project_id}/deployments", { params: { path, query: { limit: DEPLOYMENTS, offset } } }))) as Page<Deployment>, [pid, offset]);
   const jobs = useModelEvents(pid, () => {
+    void tree.reload();
+    void deployments.reload();
+  });
+  const busy = (deployments.data?.items ?? []).some((d) => d.status === "building") || hasTraining(tree.data ?? []);
+  useRefreshWhile(busy, () => {
     void tree.reload();
     void deployments.reload();
   });
@@ -74,9 +80,14 @@ function ModelsOf({ pid }: { pid: number }) {
         )}
       </Section>
       {may(pid, "annotator") && <NewRoot pid={pid} onMade={() => void tree.reload()} />}
-      <Deployments pid={pid} page={deployments.data} error={deployments.error} jobs={jobs} onChange={() => void deployments.reload()} />
+      <Deployments pid={pid} page={deployments.data} error={deployments.error} jobs={jobs} onChange={() => void deployments.reload()}
+        offset={offset} onPage={setOffset} />
     </div>
   );
+}
+
+function hasTraining(nodes: CheckpointNode[]): boolean {
+  return nodes.some((n) => n.status === "training" || hasTraining(n.children ?? []));
 }
 
 function TreeNode({ pid, node, jobs }: { pid: number; node: CheckpointNode; jobs: Map<string, Job> }) {
@@ -105,9 +116,9 @@ function NewRoot({ pid, onMade }: { pid: number; onMade: () => void }) {
     params: { path: { project_id: pid }, query: { limit: 500 } } }))) as Page<LabelMap>).items, [pid]);
   const [arch, setArch] = useState("box_suggester");
   const [name, setName] = useState("");
-  const [labelMap, setLabelMap] = useState<number | null>(null);
+  const [chosenMap, setLabelMap] = useState<number | null>(null);
   const [size, setSize] = useState("");
-  useEffect(() => setLabelMap(maps.data?.[0]?.id ?? null), [maps.data]);
+  const labelMap = chosenMap ?? maps.data?.[0]?.id ?? null;
   const a = archs.data?.find((x) => x.name === arch);
   const make = useAction(async () => {
     const made = await call(client.POST("/api/projects/{project_id}/checkpoints", {
@@ -149,13 +160,17 @@ function NewRoot({ pid, onMade }: { pid: number; onMade: () => void }) {
   );
 }
 
-export function Deployments({ pid, page, error, jobs, onChange, checkpoint }: {
+export const DEPLOYMENTS = 25;
+
+export function Deployments({ pid, page, error, jobs, onChange, checkpoint, offset = 0, onPage }: {
   pid: number;
   page: Page<Deployment> | undefined;
   error: Error | null;
   jobs: Map<string, Job>;
   onChange: () => void;
   checkpoint?: number;
+  offset?: number;
+  onPage?: (offset: number) => void;
 }) {
   const admin = may(pid, "admin");
   const activate = useAction(async (id: number) => {
@@ -211,6 +226,7 @@ export function Deployments({ pid, page, error, jobs, onChange, checkpoint }: {
           </tbody>
         </table>
       )}
+      {page && onPage && <Pager total={page.total} limit={DEPLOYMENTS} offset={offset} onPage={onPage} />}
     </Section>
   );
 }

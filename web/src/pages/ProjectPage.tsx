@@ -1,7 +1,7 @@
 import { useState } from "preact/hooks";
 import { call, client } from "../api/client";
 import type { LabelClass, LabelMap, Member, Page, Project, Role } from "../api/types";
-import { Bars, ErrorBox, Field, Loading, Section } from "../components/ui";
+import { Bars, ErrorBox, Field, Loading, Pager, Section } from "../components/ui";
 import { useAction, useLoad } from "../lib/hooks";
 import { may, refreshMemberships, user } from "../lib/session";
 import { when } from "../lib/format";
@@ -82,10 +82,15 @@ function Tile({ label, value }: { label: string; value: number | string }) {
   );
 }
 
+const CLASSES = 200;
+const MAPS = 20;
+const MEMBERS = 50;
+
 function Classes({ pid }: { pid: number }) {
+  const [offset, setOffset] = useState(0);
   const classes = useLoad(
-    () => call(client.GET("/api/projects/{project_id}/classes", { params: { path: { project_id: pid }, query: { limit: 500 } } })) as Promise<Page<LabelClass>>,
-    [pid],
+    () => call(client.GET("/api/projects/{project_id}/classes", { params: { path: { project_id: pid }, query: { limit: CLASSES, offset } } })) as Promise<Page<LabelClass>>,
+    [pid, offset],
   );
   const groups = new Map<string, LabelClass[]>();
   for (const c of classes.data?.items ?? []) {
@@ -113,17 +118,18 @@ function Classes({ pid }: { pid: number }) {
           </div>
         ))}
       </div>
-      {classes.data && classes.data.total > classes.data.items.length && (
-        <p class="muted">showing {classes.data.items.length} of {classes.data.total}</p>
+      {classes.data && classes.data.total > CLASSES && (
+        <Pager total={classes.data.total} limit={CLASSES} offset={offset} onPage={setOffset} />
       )}
     </Section>
   );
 }
 
 function LabelMaps({ pid }: { pid: number }) {
+  const [offset, setOffset] = useState(0);
   const maps = useLoad(
-    () => call(client.GET("/api/projects/{project_id}/label-maps", { params: { path: { project_id: pid }, query: { limit: 100 } } })) as Promise<Page<LabelMap>>,
-    [pid],
+    () => call(client.GET("/api/projects/{project_id}/label-maps", { params: { path: { project_id: pid }, query: { limit: MAPS, offset } } })) as Promise<Page<LabelMap>>,
+    [pid, offset],
   );
   return (
     <Section title="Label maps">
@@ -144,15 +150,17 @@ function LabelMaps({ pid }: { pid: number }) {
           </tbody>
         </table>
       )}
+      {maps.data && maps.data.total > MAPS && <Pager total={maps.data.total} limit={MAPS} offset={offset} onPage={setOffset} />}
     </Section>
   );
 }
 
 function Members({ pid, role }: { pid: number; role: Role }) {
   const path = { project_id: pid };
+  const [offset, setOffset] = useState(0);
   const members = useLoad(
-    () => call(client.GET("/api/projects/{project_id}/members", { params: { path, query: { limit: 500 } } })) as Promise<Page<Member>>,
-    [pid],
+    () => call(client.GET("/api/projects/{project_id}/members", { params: { path, query: { limit: MEMBERS, offset } } })) as Promise<Page<Member>>,
+    [pid, offset],
   );
   const admin = role === "admin" || may(pid, "admin");
   const [name, setName] = useState("");
@@ -197,6 +205,7 @@ function Members({ pid, role }: { pid: number; role: Role }) {
           </tbody>
         </table>
       )}
+      {members.data && members.data.total > MEMBERS && <Pager total={members.data.total} limit={MEMBERS} offset={offset} onPage={setOffset} />}
       {admin && (
         <form class="form inline" onSubmit={(e) => {
           e.preventDefault();
