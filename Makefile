@@ -38,11 +38,13 @@ $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "loopline needs Python 3.11+; run make PYTHON=python3.11 ..."'
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/python
+$(VENV)/.installed-run: pyproject.toml client/pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet --editable ./client
 	$(BIN)/pip install --quiet --editable '.[$(RUN_EXTRAS)]'
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
+$(VENV)/.installed-test: pyproject.toml client/pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet --editable ./client
 	$(BIN)/pip install --quiet --editable '.[$(TEST_EXTRAS)]'
 	touch $@
 

@@ -8,17 +8,14 @@ import time
 
 import click
 
-from client.cli import dataset as dataset_commands
 from store.settings import load_settings
 from services.queues import Queue
 
 
 @click.group()
 def main() -> None:
-    """loopline: one job system for the human-in-the-loop computer-vision cycle."""
-
-
-main.add_command(dataset_commands)  # `loopline dataset get`: the client side
+    """loopline: one job system for the human-in-the-loop computer-vision cycle. These commands run a
+    server on this machine; `lloop` (the loopline-client distribution) talks to one from anywhere."""
 
 
 # --- database ----------------------------------------------------------------------------------

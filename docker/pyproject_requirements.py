@@ -1,7 +1,9 @@
 """Print the requirements of pyproject.toml's [project] for the given extras, one per line.
 
 The image installs these before copying the source, so a code change does not reinstall
-TensorFlow. Extras that name loopline itself (all = loopline[inference,train]) are expanded.
+TensorFlow. Extras that name loopline itself (all = loopline[inference,train]) are expanded, and
+`loopline-client`, which is not on a package index, is replaced by its own dependencies
+(client/pyproject.toml): the image installs the client from client/ with the source.
 Usage (next to pyproject.toml): python pyproject_requirements.py [EXTRA[,EXTRA...]]
 """
 
@@ -13,6 +15,7 @@ import tomllib
 from pathlib import Path
 
 SELF = re.compile(r"loopline\[(?P<extras>[^\]]+)\]")
+CLIENT = re.compile(r"loopline-client\b")
 
 
 def requirements(pyproject: Path, extras: list[str]) -> list[str]:
@@ -34,7 +37,13 @@ def requirements(pyproject: Path, extras: list[str]) -> list[str]:
                 out.append(req)
         return out
 
-    reqs = list(project.get("dependencies", []))
+    reqs = []
+    for req in project.get("dependencies", []):
+        if CLIENT.match(req.replace(" ", "")):
+            client = tomllib.loads((pyproject.parent / "client" / "pyproject.toml").read_text())["project"]
+            reqs += client.get("dependencies", [])
+        else:
+            reqs.append(req)
     for extra in extras:
         reqs += expand(extra, ())
     return list(dict.fromkeys(reqs))  # de-duplicate, keep order

@@ -1,4 +1,4 @@
-"""The client SDK, its tf.data loader and `loopline dataset get` against the real API (gunicorn, Socket.IO)
+"""The client SDK, its tf.data loader and `lloop dataset get` against the real API (gunicorn, Socket.IO)
 and real worker pools: builds awaited by event and by polling, verified downloads, resume, corruption."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from api.cli import main as cli
-from client import ChecksumMismatch, Loopline, LooplineError, UnsafeArchive
-from client.sdk import _unpack, verify_folder
-from client.tfdata import label_names, load_dataset
+from loopline_client import ChecksumMismatch, Loopline, LooplineError, UnsafeArchive
+from loopline_client.cli import run
+from loopline_client.sdk import _unpack, verify_folder
+from loopline_client.tfdata import label_names, load_dataset
 from tests.conftest import unique
 from tests.support.api import ApiClient
 from tests.support.ingest import image_ids, ingest
@@ -81,7 +81,7 @@ def test_a_build_awaited_over_socketio_gives_a_verified_folder_that_tf_data_read
     assert sorted(p.name for p in tmp_path.iterdir()) == [dataset["key"]]  # no .part, no temporary folder
     assert verify_folder(folder, dataset["manifest"]["files"])["records"] == {"train": 12, "validation": 0}
     err = capsys.readouterr().err
-    assert "100.0%" in err and " KB" in err
+    assert "100%" in err and "kB" in err  # tqdm's bar
 
     assert label_names(folder) == ["cat", "dog"]
     records = list(load_dataset(folder).as_numpy_iterator())
@@ -178,33 +178,41 @@ def test_without_socketio_the_wait_falls_back_to_polling(server, tokens, pets, t
     assert verify_folder(folder)["key"] == folder.name
 
 
-def test_the_cli_prints_the_folder_and_reports_errors_in_one_line(server, tokens, pets, tmp_path):
+def test_the_cli_prints_the_folder_and_reports_errors_in_one_line(server, tokens, pets, tmp_path, capsys,
+                                                                   monkeypatch):
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"size": 64, "variations": 1, "seed": 6}))
     out = tmp_path / "out"
-    args = ["dataset", "get", "--url", server.url, "--project", str(pets["pid"]), "--name", "pets",
-            "--label-map", str(pets["lm"]), "--out", str(out)]
-    proc = subprocess.run([str(ROOT / ".venv/bin/loopline"), *args, "--config", f"@{config}"], cwd=tmp_path,
-                          env={"PATH": "/usr/bin:/bin", "LOOPLINE_TOKEN": tokens["alice"]},
-                          capture_output=True, text=True, timeout=60, check=False)
+    args = ["dataset", "get", "--project", str(pets["pid"]), "--name", "pets", "--label-map", str(pets["lm"]),
+            "--out", str(out)]
+    env = {"PATH": "/usr/bin:/bin", "LOOPLINE_TOKEN": tokens["alice"], "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    proc = subprocess.run([str(ROOT / ".venv/bin/lloop"), "--url", server.url, *args, "--config", f"@{config}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     folder = Path(proc.stdout.strip())
     assert proc.stdout == f"{folder}\n" and folder.parent == out and verify_folder(folder)["config"]["seed"] == 6
-    assert "building" in proc.stderr or "100.0%" in proc.stderr
+    assert "build" in proc.stderr or "100%" in proc.stderr
 
-    runner = CliRunner()
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("LOOPLINE_URL", raising=False)
+    monkeypatch.delenv("LOOPLINE_TOKEN", raising=False)
+    capsys.readouterr()
+    base = ["--url", server.url, "--token", tokens["alice"]]
     inline = json.dumps({"seed": 6, "variations": 1, "size": 64})
-    again = runner.invoke(cli, [*args, "--token", tokens["alice"], "--config", inline, "--quiet"])
-    assert again.exit_code == 0 and again.stdout == f"{folder}\n" and again.stderr == ""
+    assert run([*base, *args, "--config", inline, "--quiet"]) == 0
+    again = capsys.readouterr()
+    assert again.out == f"{folder}\n" and again.err == ""
 
-    bad = runner.invoke(cli, [*args, "--token", tokens["alice"], "--config", '{"variations": 0}'])
-    assert bad.exit_code == 1 and bad.stdout == ""
-    assert len(bad.stderr.strip().splitlines()) == 1 and "config.variations" in bad.stderr
-    for wrong, says in (("{not json", "not valid JSON"), ("[1]", "JSON object")):
-        res = runner.invoke(cli, [*args, "--token", tokens["alice"], "--config", wrong])
-        assert res.exit_code == 1 and says in res.stderr
-    refused = runner.invoke(cli, [*args, "--token", "ll_wrong"])
-    assert refused.exit_code == 1 and "401" in refused.stderr
+    assert run([*base, *args, "--config", '{"variations": 0}']) == 5  # the server refused it: 400
+    bad = capsys.readouterr()
+    assert bad.out == "" and len(bad.err.strip().splitlines()) == 1 and "config.variations" in bad.err
+    for wrong, says in (("{not json", "not valid JSON"), ("[1]", "JSON object"), ("@/nonexistent.json", "cannot read")):
+        assert run([*base, *args, "--config", wrong]) == 2  # a usage error, said once
+        err = capsys.readouterr().err
+        assert says in err and err.count(says) == 1 and "Invalid value for '--config'" in err
+    assert run(["--url", server.url, "--token", "ll_wrong", *args]) == 3
+    refused = capsys.readouterr().err
+    assert "401" in refused and len(refused.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("member", ["../escaped.txt", "/tmp/absolute.txt", "data/../../escaped.txt", "C:/x.txt",
@@ -225,7 +233,7 @@ def test_an_archive_member_outside_the_folder_is_refused_before_anything_is_writ
 
 
 def test_the_client_imports_nothing_of_the_server_nor_tensorflow_until_asked():
-    code = ("import sys, client, client.cli, client.tfdata; "
+    code = ("import sys, loopline_client, loopline_client.cli, loopline_client.tfdata; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & "
             "{'api', 'workers', 'store', 'handlers', 'models', 'tensorflow'}))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,

@@ -1,6 +1,6 @@
 """A downloaded dataset folder as a `tf.data.Dataset` of plain tensors.
 
-TensorFlow is imported inside the functions: the rest of the client (and `loopline dataset get`) must
+TensorFlow is imported inside the functions: the rest of the client (and `lloop dataset get`) must
 work on machines without it. Boxes come out in the TF Object Detection API's order (ymin, xmin, ymax,
 xmax), normalised to [0, 1] as the shards store them, so they feed OD API style models unchanged.
 """
