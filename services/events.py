@@ -8,10 +8,14 @@ import threading
 log = logging.getLogger(__name__)
 
 
-def job_rooms(job_id: str, project_id: int | None) -> list[str]:
+def job_rooms(job_id: str, project_id: int | None, user_id: int | None = None) -> list[str]:
+    """A job's own room and its project's; a job of no project goes to its submitter's sockets instead
+    (every socket is in its user's room from connect), so their dashboards follow it too."""
     rooms = [f"job:{job_id}"]
     if project_id is not None:
         rooms.append(f"project:{project_id}")
+    elif user_id is not None:
+        rooms.append(f"user:{user_id}")
     return rooms
 
 
@@ -40,4 +44,4 @@ class Events:
             log.warning("could not emit %s to %s", event, rooms, exc_info=True)
 
     def job(self, payload: dict) -> None:
-        self.emit("job", payload, job_rooms(payload["id"], payload.get("project_id")))
+        self.emit("job", payload, job_rooms(payload["id"], payload.get("project_id"), payload.get("user_id")))

@@ -91,6 +91,23 @@ def test_rooms_are_isolated_between_projects(server, workers, tokens):
         bob.close()
 
 
+def test_a_job_of_no_project_reaches_its_submitters_sockets_only(server, workers, tokens):
+    """No room to join for it: its events go to the submitter's own sockets, whatever rooms they joined."""
+    a_token, b_token = tokens["alice"], tokens["bob"]
+    alice, bob = Listener(server.url, a_token), Listener(server.url, b_token)
+    try:
+        mine = _http(server, a_token, "POST", "/api/jobs", json={"kind": "probe", "queue": "inference", "project_id": None}).json()
+        alice.wait_for(mine["id"], "succeeded")
+        assert alice.statuses(mine["id"])[0] == "queued"
+        # bob's own job after it: events reach his socket in order, so alice's would have come first
+        his = _http(server, b_token, "POST", "/api/jobs", json={"kind": "probe", "queue": "inference", "project_id": None}).json()
+        bob.wait_for(his["id"], "succeeded")
+        assert {e["id"] for e in bob.events} == {his["id"]}
+    finally:
+        alice.close()
+        bob.close()
+
+
 def test_job_room_follows_one_job(app, server, workers, tokens, redis_client, sql):
     """A client that joins a running job's room sees its progress and its end; the last event is
     exactly what the REST API returns for the job."""
