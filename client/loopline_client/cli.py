@@ -57,8 +57,8 @@ def exit_code_for(exc: BaseException) -> int:
 class State:
     """What the group options decided, and the client made from them on first use."""
 
-    def __init__(self, url: str | None, token: str | None, as_json: bool, quiet: bool):
-        self.url, self.token, self.as_json, self.quiet = url, token, as_json, quiet
+    def __init__(self, url: str | None, token: str | None, as_json: bool, quiet: bool, project: str | None = None):
+        self.url, self.token, self.as_json, self.quiet, self.project = url, token, as_json, quiet, project
         self._client = None
         self._saved: dict | None = None
 
@@ -85,7 +85,7 @@ class State:
 
     def project_id(self, ref: str | None) -> int:
         """The project an option names (id or name), else the one `lloop project use` saved."""
-        ref = ref or os.environ.get("LOOPLINE_PROJECT") or self.saved().get("project")
+        ref = ref or self.project or os.environ.get("LOOPLINE_PROJECT") or self.saved().get("project")
         if not ref:
             raise click.UsageError("which project? pass --project ID|NAME (or run `lloop project use NAME`)")
         return self.client().find_project(str(ref))["id"]
@@ -163,14 +163,15 @@ def _json_arg(_ctx, param, text: str | None):
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}, epilog=_EPILOG)
 @click.option("--url", envvar="LOOPLINE_URL", help="the API (default: what `lloop login` saved; $LOOPLINE_URL)")
 @click.option("--token", envvar="LOOPLINE_TOKEN", help="API token (default: what `lloop login` saved; $LOOPLINE_TOKEN)")
+@click.option("-p", "--project", metavar="ID|NAME", help="the project of the commands that take one")
 @click.option("--json", "as_json", is_flag=True, help="print answers as JSON (for scripts)")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bars or remarks on stderr")
 @click.version_option(__version__, prog_name="lloop")
 @click.pass_context
-def cli(ctx, url, token, as_json, quiet) -> None:
+def cli(ctx, url, token, project, as_json, quiet) -> None:
     """lloop: the loopline client. Log in once, then run the loop: upload images, import COCO, build a
     dataset, train, deploy, ask for suggestions, watch the jobs."""
-    ctx.obj = State(url, token, as_json, quiet)
+    ctx.obj = State(url, token, as_json, quiet, project)
 
 
 @cli.command()
@@ -200,7 +201,10 @@ def login(state: State, url: str, token: str | None) -> None:
         if exc.status == 401:
             raise LooplineError(401, exc.code, f"{url} refused the token: {exc.message}") from None
         raise
-    saved = config.load() if config.config_path().exists() else {}
+    try:
+        saved = config.load()
+    except ConfigError:  # a broken file is what login rewrites
+        saved = {}
     keep = {"project": saved["project"]} if saved.get("project") and saved.get("url") == client.url else {}
     path = config.save({"url": client.url, "token": token.strip(), "user": me["user"]["name"], **keep})
     state.out({"url": client.url, "user": me["user"], "config": str(path)},
@@ -461,6 +465,7 @@ def coco_import(state: State, annotations, images, no_wait, project_ref) -> None
 @click.option("--status", help="boxes with this status (default: accepted)")
 @click.option("--label-map", "label_map_id", type=int, help="only this label map's classes")
 @project_option
+@_output_options
 @pass_state
 def coco_export(state: State, out, status, label_map_id, project_ref) -> None:
     doc = state.client().export_coco(state.project_id(project_ref), status, label_map_id)
@@ -669,7 +674,9 @@ def train(state: State, dataset_key, checkpoint_id, parent_id, architecture, nam
                 raise LooplineError(400, "no_architecture", f"no architecture trains on {ds['handler']} datasets; "
                                                             f"pass --architecture")
             architecture = fits[0]
-        checkpoint_id = client.create_checkpoint(pid, architecture, ds["label_map_id"], name)["id"]
+        size = (ds.get("config") or {}).get("size")  # a root takes the dataset's input size
+        checkpoint_id = client.create_checkpoint(pid, architecture, ds["label_map_id"], name,
+                                                 input_size=size if isinstance(size, int) else None)["id"]
     state.note(f"training checkpoint {checkpoint_id} on {dataset_key[:16]}")
     shown: set = set()
 
