@@ -1028,6 +1028,63 @@ export interface paths {
         };
         trace?: never;
     };
+    "/api/projects/{project_id}/annotations/{annotation_id}/crop": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project_id: number;
+                annotation_id: number;
+            };
+            cookie?: never;
+        };
+        /**
+         * The box cut out of its image and scaled to fit size x size (never upscaled), with an ETag
+         *     that changes when the box, the image or the size does.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description the longest side of the crop in pixels */
+                    size?: number;
+                };
+                header?: never;
+                path: {
+                    project_id: number;
+                    annotation_id: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description the box (with a 10% margin) as JPEG, longest side = size */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "image/jpeg": string;
+                    };
+                };
+                /** @description not modified: `If-None-Match` names the current ETag */
+                304: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                400: components["responses"]["BAD_REQUEST"];
+                default: components["responses"]["DEFAULT_ERROR"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/projects/{project_id}/annotations/{annotation_id}/review": {
         parameters: {
             query?: never;
@@ -1241,6 +1298,53 @@ export interface paths {
                         "application/json": components["schemas"]["CheckpointOut"];
                     };
                 };
+                default: components["responses"]["DEFAULT_ERROR"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project_id}/checkpoints/{checkpoint_id}/evaluations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project_id: number;
+                checkpoint_id: number;
+            };
+            cookie?: never;
+        };
+        /** The evaluations of this checkpoint (of its weights and of its deployments), newest first. */
+        get: {
+            parameters: {
+                query?: {
+                    limit?: number;
+                    offset?: number;
+                };
+                header?: never;
+                path: {
+                    project_id: number;
+                    checkpoint_id: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["EvaluationPage"];
+                    };
+                };
+                400: components["responses"]["BAD_REQUEST"];
                 default: components["responses"]["DEFAULT_ERROR"];
             };
         };
@@ -1590,7 +1694,7 @@ export interface paths {
                 query?: {
                     limit?: number;
                     offset?: number;
-                    task?: "suggestion" | "classification";
+                    task?: "suggestion" | "classification" | "detection";
                     active?: boolean;
                     status?: "building" | "ready" | "failed" | "cancelled";
                 };
@@ -1790,6 +1894,127 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content?: never;
+                };
+                default: components["responses"]["DEFAULT_ERROR"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project_id}/evaluations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project_id: number;
+            };
+            cookie?: never;
+        };
+        /** The project's evaluations, newest first; filter by checkpoint or status. */
+        get: {
+            parameters: {
+                query?: {
+                    limit?: number;
+                    offset?: number;
+                    checkpoint_id?: number;
+                    status?: "running" | "succeeded" | "failed" | "cancelled";
+                };
+                header?: never;
+                path: {
+                    project_id: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["EvaluationPage"];
+                    };
+                };
+                400: components["responses"]["BAD_REQUEST"];
+                default: components["responses"]["DEFAULT_ERROR"];
+            };
+        };
+        put?: never;
+        /**
+         * Score a detector checkpoint or deployment on a selection of labelled images (202 with the job): COCO
+         *     mAP@[.5:.95] and mAP@.5 by pycocotools' COCOeval, overall and per class. 404 for a checkpoint,
+         *     deployment, label map or images of another project.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    project_id: number;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["EvaluationIn"];
+                };
+            };
+            responses: {
+                /** @description Accepted */
+                202: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["EvaluationOut"];
+                    };
+                };
+                400: components["responses"]["BAD_REQUEST"];
+                default: components["responses"]["DEFAULT_ERROR"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project_id}/evaluations/{evaluation_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project_id: number;
+                evaluation_id: number;
+            };
+            cookie?: never;
+        };
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    project_id: number;
+                    evaluation_id: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["EvaluationOut"];
+                    };
                 };
                 default: components["responses"]["DEFAULT_ERROR"];
             };
@@ -2887,6 +3112,129 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/projects/{project_id}/pre-annotation": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project_id: number;
+            };
+            cookie?: never;
+        };
+        /** The project's pre-annotation setting. */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    project_id: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["PreAnnotationSettingsOut"];
+                    };
+                };
+                default: components["responses"]["DEFAULT_ERROR"];
+            };
+        };
+        /**
+         * Change the setting: `after_ingest` makes every finished ingest start a pre-annotation job of the
+         *     images it added with the active detector (when there is one), with `threshold`.
+         */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    project_id: number;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["PreAnnotationSettings"];
+                };
+            };
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["PreAnnotationSettingsOut"];
+                    };
+                };
+                400: components["responses"]["BAD_REQUEST"];
+                default: components["responses"]["DEFAULT_ERROR"];
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project_id}/pre-annotations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project_id: number;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Run the active detector over a selection (`image_ids`, `ingest_job_id` or `unannotated: true`) and
+         *     store each detection above `threshold` as a proposed model box (202 with the job, on the inference
+         *     queue). Images that already hold proposals of that deployment are skipped. 409 without an active
+         *     detection deployment; 404 for images or an ingest job of another project.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    project_id: number;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["PreAnnotationIn"];
+                };
+            };
+            responses: {
+                /** @description Accepted */
+                202: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["JobOut"];
+                    };
+                };
+                400: components["responses"]["BAD_REQUEST"];
+                default: components["responses"]["DEFAULT_ERROR"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/projects/{project_id}/stats/classes": {
         parameters: {
             query?: never;
@@ -3242,7 +3590,7 @@ export interface components {
              * @description GET /api/architectures
              * @enum {string}
              */
-            architecture: "box_suggester" | "classifier";
+            architecture: "box_suggester" | "classifier" | "detector";
             /** @description side of the square input (a multiple of 16 within the architecture's range); default: the architecture's */
             input_size?: number;
             /** @description sizes the class head; its classes, in order */
@@ -3354,7 +3702,7 @@ export interface components {
         };
         CheckpointUpload: {
             /** @enum {string} */
-            architecture: "box_suggester" | "classifier";
+            architecture: "box_suggester" | "classifier" | "detector";
             /**
              * Format: binary
              * @description a `.keras` file
@@ -3535,7 +3883,7 @@ export interface components {
             /** @enum {string} */
             status?: "building" | "ready" | "failed" | "cancelled";
             /** @enum {string} */
-            task?: "suggestion" | "classification";
+            task?: "suggestion" | "classification" | "detection";
         };
         DeploymentPage: {
             items?: components["schemas"]["DeploymentOut"][];
@@ -3590,6 +3938,51 @@ export interface components {
             message: string;
             /** @description the HTTP status */
             status: number;
+        };
+        EvaluationIn: {
+            /** @description a detector checkpoint (its Keras weights) */
+            checkpoint_id?: number;
+            /** @description a ready detection deployment (its ONNX model) */
+            deployment_id?: number;
+            image_ids?: number[];
+            /** @description the images with accepted boxes of this map's classes */
+            label_map_id?: number;
+            /**
+             * @default all
+             * @enum {string}
+             */
+            subset: "all" | "failed";
+        };
+        EvaluationOut: {
+            checkpoint_id?: number;
+            /** Format: date-time */
+            created_at?: string;
+            created_by?: number | null;
+            deployment_id?: number | null;
+            error?: string | null;
+            /** Format: date-time */
+            finished_at?: string | null;
+            id?: number;
+            /** @description the evaluation job (request) */
+            job?: components["schemas"]["JobOut"];
+            job_id?: string | null;
+            /** @description map (COCO mAP@[.5:.95]), map50, images, objects, detections, per_class {name: {map, map50, objects}} */
+            metrics?: {
+                [key: string]: unknown;
+            };
+            project_id?: number;
+            /** @description label_map_id and subset, or image_ids */
+            selection?: {
+                [key: string]: unknown;
+            };
+            /** @enum {string} */
+            status?: "running" | "succeeded" | "failed" | "cancelled";
+        };
+        EvaluationPage: {
+            items?: components["schemas"]["EvaluationOut"][];
+            limit?: number;
+            offset?: number;
+            total?: number;
         };
         ExampleOut: {
             annotation_id?: number;
@@ -3685,7 +4078,7 @@ export interface components {
         };
         JobIn: {
             /** @enum {string} */
-            kind: "checkpoint.train" | "dataset.build" | "deployment.build" | "ingest" | "probe";
+            kind: "checkpoint.train" | "dataset.build" | "deployment.build" | "evaluation" | "ingest" | "preannotate" | "probe";
             params?: {
                 [key: string]: unknown;
             };
@@ -3865,6 +4258,8 @@ export interface components {
             project_id: number;
             /** @description stages to hand the output on to, in order */
             then?: string[];
+            /** @description detect: the score a detection needs (default 0.3) */
+            threshold?: number;
         };
         PipelineRunOut: {
             deployment_id?: number | null;
@@ -3893,10 +4288,31 @@ export interface components {
              * @default
              */
             then: string;
+            /** @description detect: the score a detection needs (default 0.3) */
+            threshold?: number;
         };
         PointIn: {
             x: number;
             y: number;
+        };
+        PreAnnotationIn: {
+            image_ids?: number[];
+            /** @description the images an ingest job added */
+            ingest_job_id?: string;
+            /** @description default: the project's pre-annotation threshold */
+            threshold?: number;
+            /** @description the project's images without any box */
+            unannotated?: boolean;
+        };
+        PreAnnotationSettings: {
+            /** @description start a pre-annotation job after every finished ingest */
+            after_ingest?: boolean;
+            /** @description the default score a detection needs */
+            threshold?: number;
+        };
+        PreAnnotationSettingsOut: {
+            after_ingest?: boolean;
+            threshold?: number;
         };
         ProjectIn: {
             /** @default  */
