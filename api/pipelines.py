@@ -22,7 +22,7 @@ from api.model_schemas import (
 )
 from api.uploads import uploaded_files
 from store.schema import Role
-from services.calls import answered, wait_answer
+from services.calls import CallTimeout, wait_answer
 from services.pipelines import PIPELINES, STAGES, PlanError, new_run, plan, stage_task_name
 from services.queues import Queue
 from services.registry import message_options
@@ -125,4 +125,10 @@ def run_chain(stages: list[str], items: list[dict], raw: dict[int, bytes], deplo
     signatures = [celery().signature(stage_task_name(first), args=(state,), **options)]
     signatures += [celery().signature(stage_task_name(s), **options) for s in rest]
     chain(*signatures).apply_async()
-    return answered(lambda: wait_answer(rt, reply, settings.pipeline_timeout), "the pipeline failed")
+    try:
+        answer = wait_answer(rt, reply, settings.pipeline_timeout)
+    except CallTimeout as exc:
+        raise ApiError(503, f"{exc}; is the inference pool running?") from None
+    if not answer.get("ok"):
+        raise ApiError(502, f"the pipeline failed: {answer.get('error')}")
+    return answer

@@ -11,7 +11,7 @@ from sqlalchemy import Row, bindparam, insert, select, update
 from api.auth import current_user, demand_role, member_role
 from api.blueprint import Blueprint
 from api.deployments import no_deployment
-from api.errors import CODES, ApiError, load_input
+from api.errors import ApiError, load_input
 from api.extensions import celery, db, runtime
 from api.inputs import ID_MAX
 from api.metrics import observe
@@ -20,8 +20,7 @@ from handlers.ops import region_in_image
 from store.db import write_gate
 from store.schema import Annotation, AnnotationSource, AnnotationStatus, Image, Membership, Project, Role
 from store.schema.base import utcnow
-from services.calls import answered, call
-from services.errors import CommandError
+from services.calls import CallTimeout, call
 from services.deployments import publish_active
 
 bp = Blueprint("suggestions", __name__, url_prefix="/api/projects/<int:project_id>",
@@ -47,7 +46,7 @@ def suggest(project_id: int, image_id: int, data: dict) -> dict:
     deployment_id = _active(project_id)
     try:
         answer = _call(deployment_id, image, region)
-    except CommandError as exc:
+    except ApiError as exc:
         observe("suggestion", deployment_id, None, outcome=str(exc.status))
         raise
     stored = time.perf_counter()
@@ -139,9 +138,15 @@ def _active(project_id: int) -> int:
 
 
 def _call(deployment_id: int, image: Row, region) -> dict:
-    payload = {"deployment_id": deployment_id, "blob_key": image.blob_key, "region": list(region)}
-    return answered(lambda: call(celery(), runtime(), "suggest", payload, runtime().settings.suggestion_timeout),
-                    "the inference worker failed")
+    settings = runtime().settings
+    try:
+        answer = call(celery(), runtime(), "suggest", {"deployment_id": deployment_id, "blob_key": image.blob_key,
+                                                       "region": list(region)}, settings.suggestion_timeout)
+    except CallTimeout as exc:
+        raise ApiError(503, f"{exc}; is the inference pool running?") from None
+    if not answer.get("ok"):
+        raise ApiError(502, f"the inference worker failed: {answer.get('error')}")
+    return answer
 
 
 def register_socketio_suggestions(socketio) -> None:
@@ -163,7 +168,6 @@ def register_socketio_suggestions(socketio) -> None:
             body = {k: v for k, v in data.items() if k in ("region", "point")}
             parsed = load_input(SuggestionIn(), body)
             return SuggestionOut().dump(suggest(data["project"], data["image"], parsed))
-        except CommandError as exc:  # a view's own ApiError too
+        except ApiError as exc:
             db.session.rollback()
-            return {"error": {"status": exc.status, "code": exc.code or CODES.get(exc.status, "error"),
-                              "message": exc.message, "fields": exc.fields}}
+            return {"error": {"status": exc.status, "code": exc.code, "message": exc.message, "fields": exc.fields}}

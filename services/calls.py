@@ -19,9 +19,7 @@ import json
 import threading
 import time
 import uuid
-from typing import Callable
 
-from services.errors import CommandError
 from services.queues import Queue
 from services.registry import message_options
 
@@ -68,18 +66,6 @@ def wait_answer(runtime, reply: str, timeout: float) -> dict:
     if answer is None:
         raise CallTimeout(f"no inference worker answered within {timeout:g} s")
     return json.loads(answer[1])
-
-
-def answered(wait: Callable[[], dict], failed: str) -> dict:
-    """What `wait()` (a call, or a pipeline run's last stage) answered, or a refusal: 503 when no inference
-    worker answered in time, 502 saying `failed` when the worker reported an error."""
-    try:
-        body = wait()
-    except CallTimeout as exc:
-        raise CommandError(503, f"{exc}; is the inference pool running?") from None
-    if not body.get("ok"):
-        raise CommandError(502, f"{failed}: {body.get('error')}")
-    return body
 
 
 def answer(runtime, reply: str, body: dict) -> None:
