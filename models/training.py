@@ -180,6 +180,7 @@ def device() -> dict:
 
 def load(path: str, *, compile: bool) -> keras.Model:
     """A saved `.keras` model; `compile=True` keeps its optimizer state (to resume training)."""
+    import models.detector  # noqa: F401 - registers the detector's box layer and losses
     import models.networks  # noqa: F401 - registers the custom loss and metric for deserialisation
 
     return keras.models.load_model(path, compile=compile, safe_mode=True)

@@ -89,11 +89,18 @@ class Run:
         files = self._unpack()
         spec = plan.architecture.spec(plan.size)
         batch, epochs = params["batch_size"], params["epochs"]
+        classes = len(plan.classes)
         train_ds = data.make_dataset(files["train"], plan.architecture, spec, batch, records=plan.records["train"],
-                                     shuffle=True, seed=params["seed"])
+                                     shuffle=True, seed=params["seed"], classes=classes)
         val_ds = (data.make_dataset(files["validation"], plan.architecture, spec, batch,
-                                    records=plan.records["validation"], shuffle=False)
+                                    records=plan.records["validation"], shuffle=False, classes=classes)
                   if plan.records.get("validation") else None)
+        epoch_metrics = None
+        if val_ds is not None and plan.architecture.task == "detection":  # COCO mAP after every epoch
+            examples = list(data.examples(files["validation"], plan.size))
+
+            def epoch_metrics():
+                return training.detection_metrics(model, examples, plan.classes, spec, batch)
         done = int(self.state.get("epochs_done", 0))
         if done:
             model = self._load(self.state["state_key"], compile=True)
@@ -102,7 +109,7 @@ class Run:
         else:
             model = self._starting_model()
             if val_ds is not None:
-                initial = training.evaluate(model, val_ds)
+                initial = {**training.evaluate(model, val_ds), **(epoch_metrics() if epoch_metrics else {})}
                 self.curve = [{"epoch": 0, **_rounded(initial)}]
                 self._save_state({**self.state, "device": device, "initial": _rounded(initial)})
         stopper = (training.EarlyStopping(**{k: v for k, v in params["early_stopping"].items() if k != "restore_best"},
@@ -113,7 +120,7 @@ class Run:
             reporter = training.Reporter(
                 epochs=epochs, steps=steps, batch_size=batch, every=params["report_every_steps"],
                 on_step=self._on_step, on_epoch=lambda *a: self._on_epoch(model, stopper, *a),
-                tick=self.ctx.poll_cancel, early_stopping=stopper)
+                tick=self.ctx.poll_cancel, early_stopping=stopper, epoch_metrics=epoch_metrics)
             self.ctx.progress(done / epochs, None, f"training on {device['name']}", force=True, device=device)
             training.fit(model, train_ds, val_ds, epochs=epochs, initial_epoch=done, reporter=reporter)
         return self._finish(stopper)

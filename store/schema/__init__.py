@@ -15,12 +15,14 @@ from store.schema.data import (
 )
 from store.schema.jobs import Job, JobStatus
 from store.schema.ml import (
-    Checkpoint, CheckpointStatus, Dataset, DatasetStatus, Deployment, DeploymentStatus, DeploymentTask,
+    Checkpoint, CheckpointStatus, Dataset, DatasetStatus, Deployment, DeploymentStatus, DeploymentTask, Evaluation,
+    EvaluationStatus,
 )
 
 __all__ = [
     "Annotation", "AnnotationSource", "AnnotationStatus", "ApiToken", "Base", "Checkpoint",
-    "CheckpointStatus", "Dataset", "DatasetStatus", "Deployment", "DeploymentStatus", "DeploymentTask", "Image", "Job",
+    "CheckpointStatus", "Dataset", "DatasetStatus", "Deployment", "DeploymentStatus", "DeploymentTask", "Evaluation",
+    "EvaluationStatus", "Image", "Job",
     "JobStatus", "LabelClass", "LabelMap", "LabelMapEntry", "Membership", "Project", "Review", "Role",
     "User", "Verdict", "WebSession",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from store.schema.base import Base, str_enum, utcnow
@@ -74,6 +74,9 @@ class Project(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     stats: Mapped[dict] = mapped_column(default=dict)
     stats_updated_at: Mapped[datetime | None]
+    # every finished ingest starts a pre-annotation job with the active detector (services/preannotate.py)
+    pre_annotate_after_ingest: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    pre_annotate_threshold: Mapped[float] = mapped_column(Float, default=0.5, server_default="0.5")
 
 
 class Membership(Base):

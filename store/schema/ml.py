@@ -88,6 +88,7 @@ class Checkpoint(Base):
 class DeploymentTask(str, enum.Enum):
     suggestion = "suggestion"
     classification = "classification"
+    detection = "detection"
 
 
 class DeploymentStatus(str, enum.Enum):
@@ -123,3 +124,31 @@ class Deployment(Base):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     activated_at: Mapped[datetime | None]
+
+
+class EvaluationStatus(str, enum.Enum):
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class Evaluation(Base):
+    """COCO figures of a checkpoint (its Keras weights, or one of its deployments' ONNX model) on a selection
+    of labelled images, kept so that checkpoints of the tree compare on the same held-out images."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"), index=True)
+    deployment_id: Mapped[int | None] = mapped_column(ForeignKey("deployments.id", ondelete="SET NULL"))
+    status: Mapped[EvaluationStatus] = mapped_column(str_enum(EvaluationStatus, "evaluation_status"),
+                                                     default=EvaluationStatus.running)
+    selection: Mapped[dict] = mapped_column(default=dict)  # label map + subset, or image ids
+    metrics: Mapped[dict] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    job_id: Mapped[str | None] = mapped_column(String(36))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
