@@ -51,6 +51,7 @@ def create_app(config=None) -> Flask:
                checkpoints.bp, deployments.bp, suggestions.bp, pipelines.bp, labelstudio.bp, jobs.bp,
                metrics.bp, signin.bp):
         rest.register_blueprint(bp)
+    rest.register_blueprint(__import__("api.detection", fromlist=["bp"]).bp)  # evaluations, pre-annotation
     rest.register_blueprint(__import__("api.crops", fromlist=["bp"]).bp)  # class examples cut from images
     register_web(app)  # after the API's routes, which it leaves alone
     register_error_handlers(app)  # after rest.init_app: ours replace smorest's error format

@@ -6,7 +6,7 @@ reaper's loop — sends again every queued job whose send failed, and every queu
 been out of sight (in no queue and no unacked set) for longer than `dispatch_grace`, as after a broker
 restart that kept nothing. Sending twice is harmless: a job runs only while it holds its heartbeat key and
 is still live (`workers.context`). An interactive job whose message would have expired meanwhile ends
-`failed` instead of being sent again.
+`failed` instead of being sent again; a batch job (`JobKind.batch`: pre-annotation) is sent again.
 """
 
 from __future__ import annotations
@@ -60,11 +60,11 @@ def send(celery: Celery, runtime: Runtime, jobs: list[Job]) -> list[str]:
 
 
 def _publish(celery: Celery, job: Job, producer) -> None:
-    queue = Queue(job.queue)
+    queue, kind = Queue(job.queue), get_kind(job.kind)
     celery.send_task(
-        get_kind(job.kind).task_name(queue),
+        kind.task_name(queue),
         args=[job.id], task_id=job.id, queue=queue.value, routing_key=queue.value, producer=producer,
-        retry_policy=PUBLISH_RETRY, **message_options(queue),
+        retry_policy=PUBLISH_RETRY, **message_options(queue, kind),
     )
 
 
@@ -89,7 +89,7 @@ def dispatch(celery: Celery, runtime: Runtime) -> dict[str, list[str]]:
             if job.sent_at is not None and job.id in held:
                 continue  # waiting its turn, or in flight
             expires = QUEUES[Queue(job.queue)].expires
-            if expires and job.created_at < now - timedelta(seconds=expires):
+            if expires and not get_kind(job.kind).batch and job.created_at < now - timedelta(seconds=expires):
                 why = "expired before a worker took it (its message could not be delivered in time)"
                 if end_job(runtime, session, job.id, JobStatus.failed, message=why, error=why):
                     report["expired"].append(job.id)

@@ -13,6 +13,9 @@ class JobKind:
     name: str
     description: str
     queue: Queue | None = None  # None: the job runs on whichever queue the caller names (the probe)
+    # a batch job on the interactive inference queue: its message never expires, and after a killed worker it
+    # is sent again however old it is (the queue's expiry is for work nobody waits for any more)
+    batch: bool = False
 
     def queues(self) -> list[Queue]:
         return [self.queue] if self.queue else list(Queue)
@@ -51,6 +54,16 @@ KINDS: dict[str, JobKind] = {
             "exports a checkpoint to ONNX, checks it against Keras, stores it and makes it the active model",
             Queue.deployment,
         ),
+        JobKind(
+            "evaluation",
+            "scores a detector checkpoint or deployment on labelled images with COCO mAP (pycocotools' COCOeval)",
+            Queue.deployment,
+        ),
+        JobKind(
+            "preannotate",
+            "runs the active detector over images and stores its detections as proposed boxes for review",
+            Queue.inference, batch=True,
+        ),
     ]
 }
 
@@ -83,7 +96,7 @@ def task_options(queue: Queue) -> dict:
     }
 
 
-def message_options(queue: Queue) -> dict:
-    """Per-message options a queue prescribes (expiry of interactive work)."""
+def message_options(queue: Queue, kind: JobKind | None = None) -> dict:
+    """Per-message options a queue prescribes (expiry of interactive work; none for a batch job)."""
     s = QUEUES[queue]
-    return {"expires": s.expires} if s.expires else {}
+    return {"expires": s.expires} if s.expires and not (kind and kind.batch) else {}

@@ -7,6 +7,7 @@
   cancelled → `cancelled` with the weights of its last finished epoch, or `fresh` if none had finished.
 - `deployment.build`: failed or cancelled → the deployment says so (it never stays `building`).
 - `ingest`: the upload's staging folder is removed once the end is committed.
+- `evaluation`: failed or cancelled → the evaluation says so (`services.evaluation.settle`).
 
 Hooks touch only rows still owned by this job (`job_id` = the job's id and the in-progress state), so a
 hook that runs after the task already settled the row, or for a resource a newer job took over, is a no-op.
@@ -85,11 +86,18 @@ def _ingest(runtime, session, job: Job) -> None:
         after_commit(session, lambda: staging.remove(upload))
 
 
+def _evaluation(runtime, session, job: Job) -> None:
+    from services.evaluation import settle as settle_evaluation
+
+    settle_evaluation(runtime, session, job)
+
+
 SETTLE: dict[str, Callable] = {
     "dataset.build": _dataset,
     "checkpoint.train": _checkpoint,
     "deployment.build": _deployment,
     "ingest": _ingest,
+    "evaluation": _evaluation,
 }
 
 

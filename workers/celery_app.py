@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 TASK_MODULES = [
     "workers.tasks.probe", "workers.tasks.ingest", "workers.tasks.datasets", "workers.tasks.training",
     "workers.tasks.deployments", "workers.tasks.inference",
-    "workers.tasks.pipelines",
+    "workers.tasks.pipelines", "workers.tasks.evaluation", "workers.tasks.preannotate",
 ]
 
 

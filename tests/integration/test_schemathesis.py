@@ -47,6 +47,9 @@ SEMANTIC_400 = {
     ("POST", "/api/projects/{project_id}/label-studio/predict"): "a labeling config, tasks naming an image",
     ("POST", "/api/jobs"): "the params of the kind; kinds with their own resource are submitted there",
     ("POST", "/api/jobs/batch"): "the same, for each job",
+    ("POST", "/api/projects/{project_id}/evaluations"): "one model (checkpoint or deployment) and one selection",
+    ("POST", "/api/projects/{project_id}/pre-annotations"): "exactly one selection (image ids, an ingest job, or "
+                                                           "the unannotated images)",
 }
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+from celery import current_app
+
 from handlers.coco import parse_coco
 from store.staging import Staging
 from services.coco_import import CocoAttacher, resolve_classes
 from workers.context import JobContext, job_task
 from services.ingest import Ingestor, Report, count_entries, iter_items, run
+from services.preannotate import after_ingest
 
 
 @job_task("ingest")
@@ -45,6 +48,11 @@ def ingest(ctx: JobContext, staging: str | None = None, files: list | None = Non
                 "classes_created": created, "boxes": sum(f.get("boxes", 0) for f in report.files),
                 "images_without_file": attacher.missing(),
             }
+        with ctx.rt.sessions() as session:  # the project may ask for pre-annotation of what arrived
+            follow = after_ingest(current_app, ctx.rt, session, ctx.project_id, ctx.id, user_id)
+            session.commit()
+        if follow is not None:
+            result["pre_annotation_job_id"] = follow.id
         return result
     finally:
         if staging:
