@@ -3,8 +3,9 @@ deployment, so a team annotating in Label Studio gets loopline's boxes there.
 
 Connect it in Label Studio (Settings → Model) with the URL `<loopline>/api/projects/<id>/label-studio`
 and Basic auth: any user name, a loopline token as the password. `/predict` answers each task with a
-`rectanglelabels` result from the active box suggester — around the rectangle the annotator drew when
-Label Studio sends one (interactive pre-annotation), else for the whole image — or with `choices` from
+`rectanglelabels` result from the active box suggester around the rectangle the annotator drew when
+Label Studio sends one (interactive pre-annotation), with one rectangle per object the active detector
+finds in the whole image otherwise (409 saying so when no detector is deployed), or with `choices` from
 the active classifier when the labeling config has Choices and no RectangleLabels. Task images are
 fetched with the ingest SSRF rules; images served by this loopline project are read from the store.
 """
@@ -32,6 +33,9 @@ from services.pipelines import plan
 
 bp = Blueprint("labelstudio", __name__, url_prefix="/api/projects/<int:project_id>/label-studio",
                description="Label Studio ML backend protocol")
+PIPELINE = {"suggestion": "suggest", "classification": "classify", "detection": "detect"}
+DETECTOR_NEEDED = (" to find the objects of whole images: deploy a trained detector (the box suggester only refines "
+                   "a rectangle drawn in Label Studio)")
 OWN_IMAGE = re.compile(r"/api/projects/(\d+)/images/(\d+)/file$")
 CONFIG_CHARS = 1_000_000
 
@@ -95,7 +99,7 @@ class Health(MethodView):
         """`{"status": "UP"}` and the active deployments."""
         require_role(project_id)
         active = {t: getattr(active_deployment(db.session, project_id, t), "id", None)
-                  for t in ("suggestion", "classification")}
+                  for t in ("suggestion", "classification", "detection")}
         return {"status": "UP", "model_class": "loopline", "active_deployments": active}
 
 
@@ -107,7 +111,9 @@ class Setup(MethodView):
         """Label Studio connects: answers the model version (the active deployment)."""
         require_role(project_id, Role.annotator)
         controls = _controls(body.get("schema", ""))
-        task = "suggestion" if "RectangleLabels" in controls else "classification"
+        task = "classification"
+        if "RectangleLabels" in controls:  # whole images go to the detector, drawn rectangles to the suggester
+            task = "detection" if active_deployment(db.session, project_id, "detection") else "suggestion"
         return {"model_version": f"loopline-deployment-{require_active(project_id, task, ' to predict with').id}"}
 
 
@@ -121,12 +127,14 @@ class Predict(MethodView):
         controls = _controls(body["label_config"])
         kind = "RectangleLabels" if "RectangleLabels" in controls else "Choices"
         control = controls[kind]
-        task = "suggestion" if kind == "RectangleLabels" else "classification"
-        deployment = require_active(project_id, task, " to predict with")
         context = body["params"].get("context")
         context = context.get("result") if isinstance(context, dict) else None
         items, raw = _items(project_id, body["tasks"], control["field"], context)
-        stages = plan("suggest" if task == "suggestion" else "classify", [],
+        task = "classification"
+        if kind == "RectangleLabels":  # a drawn rectangle: the suggester refines it; a whole image: the detector
+            task = "suggestion" if any("region_pct" in i for i in items) else "detection"
+        deployment = require_active(project_id, task, DETECTOR_NEEDED if task == "detection" else " to predict with")
+        stages = plan(PIPELINE[task], [],
                       ["image" if i in raw else "url" for i in range(len(items))]).stages
         answer = run_chain(stages, items, raw, deployment.id)
         observe("label-studio", deployment.id, answer.get("timings"))
@@ -173,14 +181,22 @@ def _result(out: dict, control: dict, kind: str, version: str) -> dict:
         return {"result": [], "score": 0.0, "model_version": version, "error": out["error"]["message"]}
     r = out["result"]
     names = {"from_name": control["from_name"], "to_name": control["to_name"]}
+    if "detections" in r:  # the detector: one rectangle per object
+        w, h = out["image_size"]
+        found = [_rectangle(d, names, w, h) for d in r["detections"]]
+        return {"result": found, "score": max((d["score"] for d in found), default=0.0), "model_version": version}
     if kind == "Choices":
         value = {"choices": [r["class_name"]]}
         return {"result": [{**names, "type": "choices", "value": value, "score": r["score"]}], "score": r["score"],
                 "model_version": version}
     w, h = out["image_size"]
+    return {"result": [_rectangle(r, names, w, h)], "score": r["score"], "model_version": version}
+
+
+def _rectangle(r: dict, names: dict, w: int, h: int) -> dict:
+    """A box {x, y, w, h} in pixels with its class as a Label Studio rectangle, in percent of the image."""
     box = r["box"]
     value = {"x": 100 * box["x"] / w, "y": 100 * box["y"] / h, "width": 100 * box["w"] / w,
              "height": 100 * box["h"] / h, "rotation": 0, "rectanglelabels": [r["class_name"]]}
-    return {"result": [{**names, "type": "rectanglelabels", "original_width": w, "original_height": h,
-                        "image_rotation": 0, "value": value, "score": r["score"]}],
-            "score": r["score"], "model_version": version}
+    return {**names, "type": "rectanglelabels", "original_width": w, "original_height": h, "image_rotation": 0,
+            "value": value, "score": r["score"]}

@@ -183,7 +183,7 @@ class DeploymentIn(Strict):
 
 
 class DeploymentQuery(PageQuery):
-    task = Text(validate=validate.OneOf(["suggestion", "classification"]))
+    task = Text(validate=validate.OneOf(["suggestion", "classification", "detection"]))
     active = fields.Boolean()
     status = fields.Enum(DeploymentStatus, by_value=True)
 
@@ -253,10 +253,14 @@ class PipelineRunIn(Strict):
     then = fields.List(Text(validate=validate.Length(min=1, max=64)), load_default=list,
                        validate=validate.Length(max=16),
                        metadata={"description": "stages to hand the output on to, in order"})
+    threshold = fields.Float(validate=validate.Range(min=0, max=1), allow_nan=False,
+                             metadata={"description": "detect: the score a detection needs (default 0.3)"})
 
 
 class PipelineRunForm(Strict):
     project_id = QueryId(required=True)
+    threshold = fields.Float(validate=validate.Range(min=0, max=1), allow_nan=False,
+                             metadata={"description": "detect: the score a detection needs (default 0.3)"})
     then = Text(load_default="", validate=validate.Length(max=1024), metadata={"description": "comma-separated stages"})
     regions = Text(load_default="", validate=validate.Length(max=65_536),
                    metadata={"description": "JSON list of {x, y, w, h} or null per file"})

@@ -1,4 +1,4 @@
-"""Pipeline runs: images as URLs or bytes through download → preprocess → classify | suggest on the
+"""Pipeline runs: images as URLs or bytes through download → preprocess → classify | suggest | detect on the
 inference queue, as one Celery chain; the API waits for the last stage's answer (see services/pipelines.py)."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Runs(MethodView):
         WebP, GIF bytes). `then` names further stages to hand the output to. 200 with a result or an error
         per item; 422 when no item could be processed; 409 without an active deployment for the model stage."""
         started = time.perf_counter()
-        items, raw, project_id, then = _inputs()
+        items, raw, project_id, then, threshold = _inputs()
         require_role(project_id, Role.annotator)
         try:
             run_plan = plan(name, then, ["image" if i in raw else "url" for i in range(len(items))])
@@ -63,7 +63,7 @@ class Runs(MethodView):
         deployment_id = None
         if run_plan.task:
             deployment_id = require_active(project_id, run_plan.task, f" for stage {run_plan.stages[-1]!r}").id
-        answer = run_chain(run_plan.stages, items, raw, deployment_id)
+        answer = run_chain(run_plan.stages, items, raw, deployment_id, threshold)
         timings = {**answer["timings"], "total_ms": round((time.perf_counter() - started) * 1000, 2)}
         failed = [i for i in answer["items"] if "error" in i]
         observe("pipeline", deployment_id, timings, outcome="ok" if len(failed) < len(items) else "422")
@@ -76,8 +76,8 @@ class Runs(MethodView):
         return body
 
 
-def _inputs() -> tuple[list[dict], dict[int, bytes], int, list[str]]:
-    """(items, uploaded bytes by item index, project id, then) from JSON or multipart, or 400."""
+def _inputs() -> tuple[list[dict], dict[int, bytes], int, list[str], float | None]:
+    """(items, uploaded bytes by item index, project id, then, threshold) from JSON or multipart, or 400."""
     settings = runtime().settings
     if request.mimetype == "multipart/form-data":
         form = load_input(PipelineRunForm(), request.form.to_dict())
@@ -93,12 +93,12 @@ def _inputs() -> tuple[list[dict], dict[int, bytes], int, list[str]]:
         regions = _regions(form["regions"], len(files))
         then = [s.strip() for s in form["then"].split(",") if s.strip()]
         return [{"name": f.filename or f"file {i}", **({"region": r} if r else {})} for i, (f, r) in
-                enumerate(zip(files, regions, strict=True))], raw, form["project_id"], then
+                enumerate(zip(files, regions, strict=True))], raw, form["project_id"], then, form.get("threshold")
     if not request.is_json:
         raise ApiError(415, "send JSON with 'items' of URLs, or multipart/form-data with 'files'")
     data = load_input(PipelineRunIn(), request.get_json(silent=True) or {})
     check_urls(runtime().settings, [i["url"] for i in data["items"]], field="items")
-    return [dict(i) for i in data["items"]], {}, data["project_id"], data["then"]
+    return [dict(i) for i in data["items"]], {}, data["project_id"], data["then"], data.get("threshold")
 
 
 def _regions(text: str, n: int) -> list[dict | None]:
@@ -113,13 +113,16 @@ def _regions(text: str, n: int) -> list[dict | None]:
         raise ApiError(400, f"regions: {exc}", fields={"regions": [str(exc)]}) from None
 
 
-def run_chain(stages: list[str], items: list[dict], raw: dict[int, bytes], deployment_id: int | None) -> dict:
+def run_chain(stages: list[str], items: list[dict], raw: dict[int, bytes], deployment_id: int | None,
+              threshold: float | None = None) -> dict:
     """Send the stages as one Celery chain and wait for the last one's answer (or 503/502)."""
     rt, settings = runtime(), runtime().settings
     run_id = new_run(rt, items, raw)
     reply = rt.keys.reply(run_id)
     state = {"run": run_id, "items": items, "stages": stages, "deployment_id": deployment_id, "reply": reply,
              "timings": {}, "limits": {"max_bytes": settings.max_image_bytes, "max_pixels": settings.max_image_pixels}}
+    if threshold is not None:
+        state["threshold"] = threshold
     options = {"queue": Queue.inference.value, "routing_key": Queue.inference.value, **message_options(Queue.inference)}
     first, *rest = stages
     signatures = [celery().signature(stage_task_name(first), args=(state,), **options)]

@@ -1,5 +1,6 @@
 """Box suggestions: the annotator marks a region (or clicks a point), the active box suggester answers
-with a tight box, a class and a score, stored as a proposed model annotation. Also a Socket.IO event."""
+with a tight box, a class and a score, stored as a proposed model annotation. A click is answered by the
+best detection of the active detector that contains it, when there is one. Also a Socket.IO event."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from services.deployments import publish_active
 bp = Blueprint("suggestions", __name__, url_prefix="/api/projects/<int:project_id>",
                description="Box suggestions from the active deployment")
 POINT_REGION = 0.25  # a click stands for a square region of this share of the image's shorter side
+CLICK_THRESHOLD = 0.1  # a detection a click may pick
 
 
 @bp.route("/images/<int:image_id>/suggestions")
@@ -43,12 +45,17 @@ def suggest(project_id: int, image_id: int, data: dict) -> dict:
     started = time.perf_counter()
     image = _image_to_annotate(project_id, image_id)
     region = _region(image, data)
-    deployment_id = _active(project_id)
-    try:
-        answer = _call(deployment_id, image, region)
-    except ApiError as exc:
-        observe("suggestion", deployment_id, None, outcome=str(exc.status))
-        raise
+    detected = _detected_at(project_id, image, data["point"]) if "point" in data else None
+    if detected is not None:  # a click inside an object the active detector found: that object's box
+        deployment_id, answer = detected
+        region = (0.0, 0.0, float(image.width), float(image.height))
+    else:
+        deployment_id = _active(project_id)
+        try:
+            answer = _call(deployment_id, image, region)
+        except ApiError as exc:
+            observe("suggestion", deployment_id, None, outcome=str(exc.status))
+            raise
     stored = time.perf_counter()
     with write_gate(runtime().engine):  # one short write transaction: the revision, the proposal, COMMIT
         annotation, revision = _store_proposal(project_id, image_id, {
@@ -137,11 +144,28 @@ def _active(project_id: int) -> int:
     return deployment_id
 
 
-def _call(deployment_id: int, image: Row, region) -> dict:
+def _detected_at(project_id: int, image: Row, point: dict) -> tuple[int, dict] | None:
+    """(detector deployment, answer) for the best detection that contains the clicked point, or None: no active
+    detector, or none of its detections holds the point (the suggester answers then)."""
+    rt = runtime()
+    cached = rt.redis.get(rt.keys.active_deployment(project_id, "detection"))
+    deployment_id = int(cached) if cached is not None else publish_active(rt, db.session, project_id, "detection")
+    if deployment_id is None:
+        return None
+    found = _call(deployment_id, image, None, call_name="detect")
+    for d in found["detections"]:  # best first
+        b = d["box"]
+        if b["x"] <= point["x"] <= b["x"] + b["w"] and b["y"] <= point["y"] <= b["y"] + b["h"]:
+            return deployment_id, {**d, "timings": found["timings"]}
+    return None
+
+
+def _call(deployment_id: int, image: Row, region, call_name: str = "suggest") -> dict:
     settings = runtime().settings
+    payload = {"deployment_id": deployment_id, "blob_key": image.blob_key}
+    payload.update({"region": list(region)} if call_name == "suggest" else {"threshold": CLICK_THRESHOLD})
     try:
-        answer = call(celery(), runtime(), "suggest", {"deployment_id": deployment_id, "blob_key": image.blob_key,
-                                                       "region": list(region)}, settings.suggestion_timeout)
+        answer = call(celery(), runtime(), call_name, payload, settings.suggestion_timeout)
     except CallTimeout as exc:
         raise ApiError(503, f"{exc}; is the inference pool running?") from None
     if not answer.get("ok"):

@@ -23,7 +23,7 @@ import uuid
 from services.queues import Queue
 from services.registry import message_options
 
-CALLS: dict[str, Queue] = {"suggest": Queue.inference}
+CALLS: dict[str, Queue] = {"suggest": Queue.inference, "detect": Queue.inference}
 REPLY_TTL = 60
 
 

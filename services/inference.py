@@ -115,3 +115,30 @@ def box_in_image(box, region, width: int, height: int) -> dict:
 def top_class(scores, label_map: list[dict]) -> dict:
     k = int(np.argmax(scores))
     return {"class_id": label_map[k]["class_id"], "class_name": label_map[k]["name"], "score": float(scores[k])}
+
+
+def detections_in_image(found, region, width: int, height: int, label_map: list[dict]) -> list[dict]:
+    """`models.detection.Detection`s of an input cut from `region` (left, top, right, bottom) → [{box {x, y, w,
+    h} in image pixels (at least 1 px, never past the image), class_id, class_name, score}], best first."""
+    from models.detection import to_pixels
+
+    out = []
+    for d in found:
+        x, y, w, h = to_pixels(d.box, region)
+        x, y = min(max(x, 0.0), width - 1.0), min(max(y, 0.0), height - 1.0)
+        out.append({"box": {"x": x, "y": y, "w": max(min(w, width - x), 1.0), "h": max(min(h, height - y), 1.0)},
+                    "class_id": label_map[d.class_index]["class_id"], "class_name": label_map[d.class_index]["name"],
+                    "score": d.score})
+    return out
+
+
+def detect(loaded: Loaded, image: Image.Image, threshold: float) -> dict:
+    """The active detector over the whole image: its detections in image pixels, best first."""
+    from models.detection import decode as decode_maps
+
+    start = time.perf_counter()
+    out = loaded.predictor.run(to_input(image, loaded.spec)[None])
+    model_ms = (time.perf_counter() - start) * 1000
+    found = decode_maps(out, threshold=threshold)[0]
+    return {"detections": detections_in_image(found, (0.0, 0.0, float(image.width), float(image.height)),
+                                              image.width, image.height, loaded.label_map), "model_ms": model_ms}

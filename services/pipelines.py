@@ -4,6 +4,7 @@ Each item of a run is a URL or uploaded image bytes and moves through typed stag
 
     url --download--> image --preprocess--> tensor --classify--> classes
                                                    --suggest---> box
+                                                   --detect----> detections
 
 A request names a pipeline (`classify`, `suggest`) or a single stage, and may name the stages to hand
 the output on to (`then`): the client can sequence stage by stage, let the server run the whole chain,
@@ -27,11 +28,13 @@ STAGES: dict[str, tuple[str, str]] = {  # stage -> (what it takes, what it gives
     "preprocess": ("image", "tensor"),
     "classify": ("tensor", "classes"),
     "suggest": ("tensor", "box"),
+    "detect": ("tensor", "detections"),
 }
-TASKS = {"classify": "classification", "suggest": "suggestion"}  # model stage -> deployment task
+TASKS = {"classify": "classification", "suggest": "suggestion", "detect": "detection"}  # model stage -> task
 PIPELINES: dict[str, list[str]] = {
     "classify": ["download", "preprocess", "classify"],
     "suggest": ["download", "preprocess", "suggest"],
+    "detect": ["download", "preprocess", "detect"],
 }
 SCRATCH_TTL = 120
 
@@ -75,7 +78,7 @@ def plan(name: str, then: list[str], kinds: list[str]) -> Plan:
             current = gives
     models = [s for s in stages if s in TASKS]
     if "preprocess" in stages and not models:
-        raise PlanError("preprocess follows the spec of a deployment: end the run with classify or suggest")
+        raise PlanError("preprocess follows the spec of a deployment: end the run with classify, suggest or detect")
     if len(models) > 1:
         raise PlanError(f"one model stage per run, not {models}")
     if models and stages[-1] != models[0]:
@@ -171,7 +174,8 @@ def _preprocess(alive, state, runtime, models) -> None:
 
 
 def _model(stage, alive, state, runtime, models) -> None:
-    from services.inference import box_in_image, top_class
+    from models.detection import THRESHOLD, decode
+    from services.inference import box_in_image, detections_in_image, top_class
 
     loaded = models.get(state["deployment_id"])
     ready = []
@@ -187,6 +191,12 @@ def _model(stage, alive, state, runtime, models) -> None:
     out = loaded.predictor.run(np.stack([t for _, t in ready]))
     state["timings"]["model_ms"] = round((time.perf_counter() - start) * 1000, 2)
     names = loaded.label_map
+    if stage == "detect":  # the one decoding every consumer uses (models.detection)
+        found = decode(out, threshold=state.get("threshold", THRESHOLD))
+        for (item, _), detections in zip(ready, found, strict=True):
+            item["result"] = {"detections": detections_in_image(detections, item["crop"], item["width"],
+                                                                item["height"], names)}
+        return
     for row, (item, _) in enumerate(ready):
         scores = out["class_scores"][row]
         item["result"] = {**top_class(scores, names),

@@ -94,7 +94,7 @@ def test_bad_pipeline_requests_are_refused_with_the_reason(alice, carol, labelle
     refused(run(alice, "sharpen", project_id=pid, items=item), 404, "sharpen", "classify, suggest")
     refused(run(alice, "download", project_id=pid, items=item, then=["resize"]), 400, "unknown stages", "resize")
     refused(run(alice, "classify", project_id=pid, items=item, then=["download"]), 400, "download", "takes urls")
-    refused(run(alice, "preprocess", project_id=pid, files={"a.png": picture}), 400, "classify or suggest")
+    refused(run(alice, "preprocess", project_id=pid, files={"a.png": picture}), 400, "classify, suggest or detect")
     refused(run(alice, "classify", project_id=pid, items=[]), 400, "items")
     refused(run(alice, "classify", project_id=pid, items=[{"url": "ftp://example.org/a.png"}]), 400, "http")
     refused(run(carol, "classify", project_id=pid, items=item), 403)

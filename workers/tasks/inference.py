@@ -44,3 +44,27 @@ def suggest_call(payload: dict, reply: str, sent_at: float) -> None:
     except Exception as exc:  # noqa: BLE001 - the caller gets the reason instead of a timeout
         body = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     answer(rt, reply, body)
+
+
+@shared_task(name=task_name("detect"), ignore_result=True, send_events=False,  # no task events: services/calls.py
+             **task_options(Queue.inference))
+def detect_call(payload: dict, reply: str, sent_at: float) -> None:
+    """The active detector over a whole image (a click answered by the detection that contains it)."""
+    from services.inference import detect
+
+    started = time.perf_counter()
+    queue_ms = max(0.0, (time.time() - sent_at) * 1000)
+    rt, (models, images) = worker_state()
+    try:
+        loaded = models.get(payload["deployment_id"])
+        t = time.perf_counter()
+        image = images.get(payload["blob_key"])
+        image_ms = (time.perf_counter() - t) * 1000
+        result = detect(loaded, image, float(payload["threshold"]))
+        body = {"ok": True, **result, "timings": {
+            "queue_wait_ms": round(queue_ms, 2), "image_load_ms": round(image_ms, 2),
+            "model_ms": round(result.pop("model_ms"), 2),
+            "worker_ms": round((time.perf_counter() - started) * 1000, 2)}}
+    except Exception as exc:  # noqa: BLE001 - the caller gets the reason instead of a timeout
+        body = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    answer(rt, reply, body)
