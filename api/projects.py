@@ -24,7 +24,7 @@ class Projects(MethodView):
     @bp.arguments(PageQuery, location="query")
     @bp.response(200, ProjectPage)
     def get(self, args):
-        """Projects the caller belongs to (all of them for a superuser)."""
+        """Projects the caller belongs to (all of them for a superuser), newest first."""
         user = current_user()
         if user.is_superuser:
             q = select(Project, func.coalesce(Membership.role, Role.admin.value)).outerjoin(
@@ -34,7 +34,7 @@ class Projects(MethodView):
             q = select(Project, Membership.role).join(Membership, Membership.project_id == Project.id).where(
                 Membership.user_id == user.id
             )
-        return page(q.order_by(Project.id), args, lambda row: Extended(row[0], role=Role(row[1])), scalars=False)
+        return page(q.order_by(Project.id.desc()), args, lambda row: Extended(row[0], role=Role(row[1])), scalars=False)
 
     @bp.arguments(ProjectIn)
     @bp.response(201, ProjectOut)
