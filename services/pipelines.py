@@ -30,7 +30,7 @@ STAGES: dict[str, tuple[str, str]] = {  # stage -> (what it takes, what it gives
     "suggest": ("tensor", "box"),
     "detect": ("tensor", "detections"),
 }
-TASKS = {"classify": "classification", "suggest": "suggestion", "detect": "detection"}  # model stage -> task
+MODEL_TASKS = {"classify": "classification", "suggest": "suggestion", "detect": "detection"}  # stage -> model task
 PIPELINES: dict[str, list[str]] = {
     "classify": ["download", "preprocess", "classify"],
     "suggest": ["download", "preprocess", "suggest"],
@@ -48,12 +48,12 @@ class PlanError(ValueError):
 
 
 @dataclass(frozen=True)
-class Plan:
+class RunPlan:
     stages: list[str]
     task: str | None  # the deployment task of the model stage, if any
 
 
-def plan(name: str, then: list[str], kinds: list[str]) -> Plan:
+def plan(name: str, then: list[str], kinds: list[str]) -> RunPlan:
     """Check a run: `name` is a pipeline or a stage, `then` the stages after it, `kinds` each item's start
     ("url" or "image"). Raises PlanError (unknown stage, wrong order) or KeyError (unknown name)."""
     if name in PIPELINES:
@@ -76,14 +76,14 @@ def plan(name: str, then: list[str], kinds: list[str]) -> Plan:
                 raise PlanError(f"stage {stage!r} takes {takes}s but gets {current}s here (stages {stages}; items "
                                 f"given as {kind}s)")
             current = gives
-    models = [s for s in stages if s in TASKS]
+    models = [s for s in stages if s in MODEL_TASKS]
     if "preprocess" in stages and not models:
         raise PlanError("preprocess follows the spec of a deployment: end the run with classify, suggest or detect")
     if len(models) > 1:
         raise PlanError(f"one model stage per run, not {models}")
     if models and stages[-1] != models[0]:
         raise PlanError(f"the model stage {models[0]!r} must be the last")
-    return Plan(stages, TASKS[models[0]] if models else None)
+    return RunPlan(stages, MODEL_TASKS[models[0]] if models else None)
 
 
 def scratch_key(runtime, run_id: str, index: int, what: str) -> str:
