@@ -210,12 +210,18 @@ def services() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
 @click.option("--concurrency", type=int, help="processes (prefork) or threads (threads pool) per pool (default: the queue table's)")
-def up(host: str, port: int, concurrency: int | None) -> None:
+@click.option("--flower", is_flag=True, help="also run Flower (`celery -A workers flower`), which shows every job's task")
+@click.option("--flower-port", default=5555, show_default=True)
+@click.option("--flower-open-api", is_flag=True,
+              help="answer Flower's HTTP API (/api/tasks, ...) without authentication (FLOWER_UNAUTHENTICATED_API)")
+def up(host: str, port: int, concurrency: int | None, flower: bool, flower_port: int, flower_open_api: bool) -> None:
     """Everything on this machine: Redis (started if none answers), migrations, an admin token,
-    the API with Socket.IO, one worker pool per queue and the reaper. Ctrl-C stops it all."""
+    the API with Socket.IO, one worker pool per queue and the reaper (and Flower with --flower).
+    Ctrl-C stops it all."""
     from api.local import run_local
 
-    run_local(load_settings(), host=host, port=port, concurrency=concurrency)
+    run_local(load_settings(), host=host, port=port, concurrency=concurrency, flower=flower or flower_open_api,
+              flower_port=flower_port, flower_open_api=flower_open_api)
 
 
 if __name__ == "__main__":

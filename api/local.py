@@ -110,15 +110,19 @@ class Supervisor:
     def __init__(self, env: dict[str, str]):
         self.env = env
         self.commands: dict[str, list[str]] = {}
+        self.extra_env: dict[str, dict[str, str]] = {}
         self.procs: dict[str, subprocess.Popen] = {}
         self.started: dict[str, float] = {}
         self.stopping = threading.Event()
 
-    def add(self, name: str, argv: list[str]) -> None:
+    def add(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        """`env`: variables for this command only, over the shared ones."""
         self.commands[name] = argv
+        self.extra_env[name] = dict(env or {})
 
     def _start(self, name: str) -> None:
-        self.procs[name] = subprocess.Popen(self.commands[name], env=self.env, start_new_session=True)
+        self.procs[name] = subprocess.Popen(self.commands[name], env={**self.env, **self.extra_env[name]},
+                                            start_new_session=True)
         self.started[name] = time.monotonic()
 
     def run(self) -> None:
@@ -153,10 +157,31 @@ class Supervisor:
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
-def run_local(settings: Settings, *, host: str, port: int, concurrency: int | None) -> None:
+FLOWER_PORT = 5555
+
+
+def flower_argv(host: str, port: int) -> list[str]:
+    """`celery` arguments for Flower on host:port, watching the pools through the Celery app's own broker
+    (the pools send task events and every sender `task-sent`: workers/celery_app.py)."""
+    return ["-A", "workers", "flower", f"--address={host}", f"--port={port}"]
+
+
+def flower_env(open_api: bool) -> dict[str, str]:
+    """Flower answers its HTTP API (`/api/*`) only to authenticated users unless told otherwise; loopline
+    opens it only when asked (`--flower-open-api`), for scripts on this machine."""
+    return {"FLOWER_UNAUTHENTICATED_API": "true"} if open_api else {}
+
+
+def run_local(settings: Settings, *, host: str, port: int, concurrency: int | None, flower: bool = False,
+              flower_port: int = FLOWER_PORT, flower_open_api: bool = False) -> None:
     from store import migrate
     from services.queues import Queue, worker_argv
 
+    if flower:
+        import importlib.util
+
+        if importlib.util.find_spec("flower") is None:
+            raise click.ClickException("--flower needs Flower: pip install flower==2.2.0 (the dev extra has it)")
     settings.ensure_dirs()
     ensure_redis(settings)
     migrate.upgrade(settings.sqlalchemy_url)
@@ -168,7 +193,12 @@ def run_local(settings: Settings, *, host: str, port: int, concurrency: int | No
     for queue in Queue:
         sup.add(f"worker-{queue.value}", [sys.executable, "-m", "celery", *worker_argv(queue, concurrency=concurrency)])
     sup.add("reaper", [sys.executable, "-m", "api.cli", "reaper"])
+    if flower:
+        sup.add("flower", [sys.executable, "-m", "celery", *flower_argv(host, flower_port)], flower_env(flower_open_api))
     base = f"http://{host}:{port}"
+    watch = (f"  flower      : http://{host}:{flower_port}/"
+             + ("   (its /api/* open without authentication: keep it on localhost)" if flower_open_api else "")
+             + "\n") if flower else ""
     click.echo(
         f"\nloopline is starting at {base}\n"
         f"  data folder : {settings.data_dir}\n"
@@ -178,6 +208,7 @@ def run_local(settings: Settings, *, host: str, port: int, concurrency: int | No
         f"  admin token : {value}   (kept in {Path(settings.data_dir) / 'admin.token'})\n"
         f"  try         : curl -H 'Authorization: Bearer {value}' {base}/api/me\n"
         f"  API document: {base}/api/openapi.json\n"
+        f"{watch}"
         f"  Ctrl-C stops everything.\n"
     )
     sup.run()
