@@ -7,6 +7,7 @@ const api = process.env.LOOPLINE_API ?? "http://127.0.0.1:8000";
 export default defineConfig({
   base: "/",
   oxc: { jsx: { runtime: "automatic", importSource: "preact" } },
+  worker: { format: "es" }, // onnxruntime-web in a module worker
   build: {
     outDir: "../api/static",
     emptyOutDir: true,

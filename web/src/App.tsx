@@ -13,12 +13,22 @@ import { Datasets } from "./pages/Datasets";
 import { DatasetPage } from "./pages/DatasetPage";
 import { Models } from "./pages/Models";
 import { CheckpointPage } from "./pages/CheckpointPage";
+import { Gallery, Upload } from "./pages/Images";
+import { Annotator } from "./pages/Annotator";
+import { Examples, Review } from "./pages/Review";
+import { TryModel } from "./pages/TryModel";
 
 type Render = (params: Record<string, string>) => preact.JSX.Element;
 
 const ROUTES: [string, Render][] = [
   ["/projects", () => <Projects />],
   ["/projects/:pid", (p) => <ProjectPage pid={Number(p.pid)} />],
+  ["/projects/:pid/images", (p) => <Gallery pid={Number(p.pid)} />],
+  ["/projects/:pid/images/:iid", (p) => <Annotator pid={Number(p.pid)} iid={Number(p.iid)} />],
+  ["/projects/:pid/upload", (p) => <Upload pid={Number(p.pid)} />],
+  ["/projects/:pid/review", (p) => <Review pid={Number(p.pid)} />],
+  ["/projects/:pid/examples", (p) => <Examples pid={Number(p.pid)} />],
+  ["/projects/:pid/try", (p) => <TryModel pid={Number(p.pid)} />],
   ["/projects/:pid/checkpoints/:cid", (p) => <CheckpointPage pid={Number(p.pid)} cid={Number(p.cid)} />],
   ["/jobs", () => <Jobs />],
   ["/jobs/:id", (p) => <JobPage id={p.id} />],

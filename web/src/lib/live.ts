@@ -105,3 +105,23 @@ export class JobBatcher {
     this.pending.clear();
   }
 }
+
+/** Emit `event` and wait for its acknowledgement; rejects when not connected or after `timeoutMs`
+ * (the caller falls back to REST then). */
+export function emitWithAck<T>(event: string, data: unknown, timeoutMs = 5000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    if (!socket?.connected) {
+      reject(new Error("not connected"));
+      return;
+    }
+    socket.timeout(timeoutMs).emit(event, data, (err: Error | null, answer: T) => {
+      if (err) reject(err);
+      else resolve(answer);
+    });
+  });
+}
+
+/** Subscribe to one job's events without a batcher (a page that follows one job). */
+export function followJob(id: string, onJob: (job: Job) => void, onJoined?: () => void): () => void {
+  return subscribe({ room: { job: id }, onJob, onJoined });
+}

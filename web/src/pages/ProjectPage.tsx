@@ -27,6 +27,11 @@ export function ProjectPage({ pid }: { pid: number }) {
         <h1>{p.name}</h1>
         <span class={`role r-${p.role}`}>{p.role}</span>
         <nav class="sub">
+          <a href={`/projects/${pid}/images`}>Images</a>
+          <a href={`/projects/${pid}/upload`}>Upload</a>
+          <a href={`/projects/${pid}/review`}>Review</a>
+          <a href={`/projects/${pid}/examples`}>Class examples</a>
+          <a href={`/projects/${pid}/try`}>Try the model</a>
           <a href={`/jobs?project=${pid}`}>Jobs</a>
           <a href={`/datasets?project=${pid}`}>Datasets</a>
           <a href={`/models?project=${pid}`}>Models</a>
