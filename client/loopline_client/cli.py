@@ -798,6 +798,50 @@ def pipeline_run(state: State, name, files, urls, then, regions, project_ref) ->
     state.out(got, "\n".join(lines))
 
 
+@cli.command()
+@click.option("--checkpoint", "checkpoint_id", type=int, help="a detector checkpoint")
+@click.option("--deployment", "deployment_id", type=int, help="a ready detection deployment")
+@click.option("--label-map", "label_map_ref", help="score on this map's labelled images (id or name)")
+@click.option("--subset", type=click.Choice(["all", "failed"]))
+@click.option("--image", "image_ids", type=int, multiple=True, help="score on these images (repeat)")
+@click.option("--no-wait", is_flag=True)
+@project_option
+@_output_options
+@pass_state
+def evaluate(state: State, checkpoint_id, deployment_id, label_map_ref, subset, image_ids, no_wait,
+             project_ref) -> None:
+    """Score a detector (COCO mAP) on labelled images."""
+    if (checkpoint_id is None) == (deployment_id is None):
+        raise click.UsageError("give --checkpoint or --deployment")
+    pid = state.project_id(project_ref)
+    ev = state.client().evaluate(pid, checkpoint_id=checkpoint_id, deployment_id=deployment_id,
+                                 label_map_id=_label_map_id(state, pid, label_map_ref) if label_map_ref else None,
+                                 subset=subset, image_ids=image_ids or None, wait=not no_wait,
+                                 progress=state.progress)
+    metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                        for k, v in (ev.get("metrics") or {}).items() if not isinstance(v, (dict, list)))
+    state.out(ev, f"evaluation {ev['id']} {ev.get('status')}" + (f": {metrics}" if metrics else ""))
+
+
+@cli.command()
+@click.option("--image", "image_ids", type=int, multiple=True, help="these images (repeat)")
+@click.option("--ingest-job", "ingest_job_id", help="the images an ingest job added")
+@click.option("--unannotated", is_flag=True, help="every image without a box")
+@click.option("--threshold", type=float, help="the score a detection needs (default: the project's)")
+@click.option("--no-wait", is_flag=True)
+@project_option
+@_output_options
+@pass_state
+def preannotate(state: State, image_ids, ingest_job_id, unannotated, threshold, no_wait, project_ref) -> None:
+    """Store the active detector's detections on images as proposed boxes."""
+    if sum(bool(x) for x in (image_ids, ingest_job_id, unannotated)) != 1:
+        raise click.UsageError("give one of --image, --ingest-job and --unannotated")
+    job = state.client().preannotate(state.project_id(project_ref), image_ids=image_ids or None,
+                                     ingest_job_id=ingest_job_id, unannotated=unannotated or None,
+                                     threshold=threshold, wait=not no_wait, progress=state.progress)
+    state.out(job, _job_line(job) + (f"\n  result: {json.dumps(job['result'])[:300]}" if job.get("result") else ""))
+
+
 # --- jobs ----------------------------------------------------------------------------------------
 @cli.group()
 def jobs() -> None:

@@ -504,6 +504,51 @@ class Loopline:
         body = _Multipart(fields, [("files", f.name, f) for f in files], None)
         return self._json("POST", path, data=body, headers={"Content-Type": body.content_type})
 
+    # --- detectors: evaluation and pre-annotation --------------------------------------------
+    def evaluate(self, project_id: int, *, checkpoint_id: int | None = None, deployment_id: int | None = None,
+                 label_map_id: int | None = None, subset: str | None = None, image_ids: Sequence[int] | None = None,
+                 wait: bool = True, timeout: float = 3600, progress: bool = False) -> dict:
+        """Score a detector checkpoint or deployment (COCO mAP) on a label map's selection or on image ids;
+        with `wait`, the finished evaluation (its `metrics`), JobFailed when the job did not succeed."""
+        ev = self._json("POST", f"/api/projects/{project_id}/evaluations", json=_body(
+            checkpoint_id=checkpoint_id, deployment_id=deployment_id, label_map_id=label_map_id, subset=subset,
+            image_ids=list(image_ids) if image_ids is not None else None))
+        if not wait or not ev.get("job_id"):
+            return ev
+        job = self.wait_job(ev["job_id"], timeout, progress=progress, label="evaluate")
+        ev = self.evaluation(project_id, ev["id"])
+        if job["status"] != "succeeded":
+            raise JobFailed(f"evaluation {ev['id']} {job['status']}: {ev.get('error') or job.get('error')}", job)
+        return ev
+
+    def evaluations(self, project_id: int, limit: int | None = None, **filters) -> Iterator[dict]:
+        """Newest first; filters: checkpoint_id, status."""
+        return self._pages(f"/api/projects/{project_id}/evaluations", filters, limit)
+
+    def evaluation(self, project_id: int, evaluation_id: int) -> dict:
+        return self._json("GET", f"/api/projects/{project_id}/evaluations/{evaluation_id}")
+
+    def preannotate(self, project_id: int, *, image_ids: Sequence[int] | None = None, ingest_job_id: str | None = None,
+                    unannotated: bool | None = None, threshold: float | None = None, wait: bool = True,
+                    timeout: float = 3600, progress: bool = False) -> t.Job:
+        """The active detector's detections over a selection, stored as proposed model boxes (one job)."""
+        job = self._json("POST", f"/api/projects/{project_id}/pre-annotations", json=_body(
+            image_ids=list(image_ids) if image_ids is not None else None, ingest_job_id=ingest_job_id,
+            unannotated=unannotated, threshold=threshold))
+        if wait:
+            job = self.wait_job(job["id"], timeout, progress=progress, label="pre-annotate")
+            if job["status"] != "succeeded":
+                raise JobFailed(f"pre-annotation job {job['id']} {job['status']}: {job.get('error')}", job)
+        return job
+
+    def preannotation_settings(self, project_id: int) -> dict:
+        return self._json("GET", f"/api/projects/{project_id}/pre-annotation")
+
+    def set_preannotation(self, project_id: int, *, after_ingest: bool | None = None,
+                          threshold: float | None = None) -> dict:
+        return self._json("PUT", f"/api/projects/{project_id}/pre-annotation",
+                          json=_body(after_ingest=after_ingest, threshold=threshold))
+
     # --- jobs ----------------------------------------------------------------------------------
     def jobs(self, project_id: int | None = None, kind: str | None = None, status: str | None = None,
              queue: str | None = None, limit: int | None = None) -> Iterator[t.Job]:
