@@ -4,7 +4,7 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { ApiError, call, client } from "../api/client";
 import { ClassPicker, loadClasses } from "../components/ClassPicker";
-import { type ClassInfo, type Rect, Stage, type Tool, isTyping, zoomStage } from "../components/Stage";
+import { type ClassInfo, type Rect, Stage, type Tool, colorOf, isTyping, zoomStage } from "../components/Stage";
 import { ErrorBox, Loading } from "../components/ui";
 import { type Box, Stale, fromServer, historyOf, newKey, readBoxes, sync } from "../lib/annotate";
 import {
@@ -453,7 +453,7 @@ export function Annotator({ pid, iid }: { pid: number; iid: number }) {
           <ul class="box-list" data-testid="box-list">
             {shownBoxes.map((b) => (
               <li class={b.key === selected ? "on" : ""} data-key={b.key} data-status={b.status} onClick={() => setSelected(b.key)}>
-                <span class="swatch" style={{ background: byId.get(b.class_id)?.color ?? undefined }} />
+                <span class="swatch" style={{ background: colorOf(byId.get(b.class_id)) }} />
                 <span class="name">{byId.get(b.class_id)?.name ?? b.class_id}</span>
                 {b.source === "model" && <span class={`status s-${b.status}`}>{b.status}{b.score != null ? ` ${b.score.toFixed(2)}` : ""}</span>}
                 <span class="muted small num">{Math.round(b.x)},{Math.round(b.y)} {Math.round(b.w)}×{Math.round(b.h)}</span>
