@@ -6,7 +6,10 @@ SIGKILL-safe by construction: each image is one transaction that bumps the image
 that serialises writers of that image) and then inserts its proposals only if no box of that deployment is
 on the image yet, so a redelivered or repeated job skips what an earlier run stored and never stores a
 proposal twice. Its message never expires (`JobKind.batch`): after a killed worker the reaper and the
-dispatcher send it again, however long that took. A project setting starts one after every finished ingest.
+dispatcher send it again, however long that took. The first attempt writes what the selection held before
+(images with this deployment's proposals, and their count) into the job's details before it stores anything,
+and the result is counted in the catalog against that, so a resumed job reports the whole job, not its last
+attempt. A project setting starts one after every finished ingest.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import uuid
 
 import numpy as np
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import exists, func, insert, or_, select, update
 
 from models.detection import decode, to_pixels
 from models.predictor import to_input
@@ -105,15 +108,23 @@ def after_ingest(celery, runtime, session, project_id: int, ingest_job_id: str, 
 # --- the job ---------------------------------------------------------------------------------------------
 
 
-def _image_ids(session, project_id: int, selection: dict) -> list[int]:
+def _image_ids(session, project_id: int, selection: dict, deployment_id: int) -> list[int]:
     q = select(Image.id).where(Image.project_id == project_id)
     if "image_ids" in selection:
         q = q.where(Image.id.in_(selection["image_ids"]))
     elif "ingest_job_id" in selection:
         q = q.where(Image.job_id == selection["ingest_job_id"])
-    else:
-        q = q.where(~exists().where(Annotation.image_id == Image.id))
+    else:  # no box but this deployment's own proposals: a resumed job still counts the images it has done
+        q = q.where(~exists().where(Annotation.image_id == Image.id, or_(Annotation.deployment_id.is_(None),
+                                                                         Annotation.deployment_id != deployment_id)))
     return list(session.scalars(q.order_by(Image.id)))
+
+
+def _stored(session, deployment_id: int, ids: list[int]) -> tuple[set[int], int]:
+    """The images among `ids` holding proposals of `deployment_id`, and how many proposals those are."""
+    rows = session.execute(select(Annotation.image_id, func.count()).where(
+        Annotation.deployment_id == deployment_id, Annotation.image_id.in_(ids)).group_by(Annotation.image_id)).all()
+    return {r[0] for r in rows}, sum(r[1] for r in rows)
 
 
 def run(ctx, models, images, deployment_id: int, selection: dict, threshold: float, user_id: int | None = None) -> dict:
@@ -121,16 +132,21 @@ def run(ctx, models, images, deployment_id: int, selection: dict, threshold: flo
     rt = ctx.rt
     loaded = models.get(deployment_id)
     with rt.sessions() as session:
-        ids = _image_ids(session, ctx.project_id, selection)
-        done = set(session.scalars(select(Annotation.image_id).where(Annotation.deployment_id == deployment_id,
-                                                                     Annotation.image_id.in_(ids))))
+        ids = _image_ids(session, ctx.project_id, selection, deployment_id)
+        done, _ = _stored(session, deployment_id, ids)
         rows = {i.id: (i.blob_key, i.width, i.height) for i in session.execute(
             select(Image.id, Image.blob_key, Image.width, Image.height).where(Image.id.in_(ids)))}
+    # the selection before this job stored anything: written by the first attempt, read by a redelivered one
+    before = ctx.details.get("before")
+    if before is None:
+        with rt.sessions() as session:
+            before = {"skipped": len(done), "proposals": _stored(session, deployment_id, ids)[1]}
     todo = [i for i in ids if i not in done]
-    report = {"deployment_id": deployment_id, "threshold": threshold, "images": len(ids), "skipped": len(done),
-              "processed": 0, "proposals": 0, "images_with_proposals": 0}
-    ctx.progress(0, max(len(todo), 1), f"{len(todo)} images to pre-annotate, {len(done)} already have proposals",
-                 force=True)
+    earlier = len(done) - before["skipped"]  # images an earlier attempt of this job finished
+    total = max(len(ids) - before["skipped"], 1)
+    ctx.progress(earlier, total, f"{len(todo)} images to pre-annotate, {len(done)} already have proposals"
+                 + (f" ({earlier} from an earlier attempt)" if earlier else ""), force=True, before=before)
+    processed = proposals = 0
     for start in range(0, len(todo), BATCH):
         chunk = todo[start:start + BATCH]
         inputs = np.stack([to_input(images.get(rows[i][0]), loaded.spec) for i in chunk])
@@ -138,13 +154,15 @@ def run(ctx, models, images, deployment_id: int, selection: dict, threshold: flo
         for image_id, detections in zip(chunk, found, strict=True):
             _, width, height = rows[image_id]
             boxes = [_proposal(d, width, height, loaded.label_map, deployment_id, user_id) for d in detections]
-            stored = _store(rt, ctx.project_id, image_id, deployment_id, boxes) if boxes else 0
-            report["proposals"] += stored
-            report["images_with_proposals"] += bool(stored)
-            report["processed"] += 1
-        ctx.progress(report["processed"], len(todo), f"{report['processed']}/{len(todo)} images · "
-                     f"{report['proposals']} proposals", proposals=report["proposals"])
-    return report
+            proposals += _store(rt, ctx.project_id, image_id, deployment_id, boxes) if boxes else 0
+            processed += 1
+        ctx.progress(earlier + processed, total, f"{earlier + processed}/{total} images · {proposals} proposals "
+                     "stored by this attempt", proposals=proposals)
+    with rt.sessions() as session:  # the whole job's figures, from the catalog: every attempt's stores count
+        holding, stored = _stored(session, deployment_id, ids)
+    return {"deployment_id": deployment_id, "threshold": threshold, "images": len(ids), "skipped": before["skipped"],
+            "processed": len(ids) - before["skipped"], "proposals": stored - before["proposals"],
+            "images_with_proposals": len(holding) - before["skipped"], "resumed_after": earlier}
 
 
 def _proposal(d, width: int, height: int, label_map: list[dict], deployment_id: int, user_id) -> dict:

@@ -130,6 +130,12 @@ class JobContext:
             log.warning("could not drop the heartbeat of job %s", self.id)
 
     # --- reporting -------------------------------------------------------------------------------
+    @property
+    def details(self) -> dict:
+        """The job's details as last reported — on a redelivered job, what an earlier attempt wrote (a forced
+        `progress` is written at once, so a task may keep there what its next attempt needs)."""
+        return dict(self._payload.get("details") or {})
+
     def progress(self, done: float, total: float | None = None, message: str | None = None, *, force: bool = False,
                  **details) -> None:
         """Report `done` of `total` (or a fraction when total is None). Cheap to call often:
