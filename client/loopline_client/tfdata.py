@@ -34,8 +34,17 @@ def shard_files(folder: str | os.PathLike, split: str = "train") -> list[str]:
     return [str(folder / name) for name in sorted(manifest["files"]) if name.startswith(prefix)]
 
 
+def _tf():
+    try:
+        import tensorflow as tf
+    except ImportError as exc:
+        raise ImportError("loopline_client.tfdata needs TensorFlow: pip install 'loopline-client[tf]' "
+                          "(or ./client[tf] from a checkout)") from exc
+    return tf
+
+
 def _features():
-    import tensorflow as tf
+    tf = _tf()
 
     return {
         "image/encoded": tf.io.FixedLenFeature([], tf.string),
@@ -52,7 +61,7 @@ def load_dataset(folder: str | os.PathLike, split: str = "train", *, decode: boo
     """Records of `split` as dicts: image (uint8 HxWx3 when `decode`, else the encoded bytes), boxes
     (N x 4 float32, ymin xmin ymax xmax), labels (int64 N), texts (string N), source_id, width, height.
     Parsing runs in parallel; the order of records is kept (deterministic)."""
-    import tensorflow as tf
+    tf = _tf()
 
     features = _features()
 
