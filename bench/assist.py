@@ -7,8 +7,8 @@ augmentation worker and an untrained `box_suggester` (128 px) deployed by a real
 stop before anything is measured; then ONE inference pool and the API under gunicorn serving the built
 dashboard. Playwright drives Debian's Chromium: the annotator page of each image in turn, the assist tool
 on, and per image A (default 10) rough boxes of bench/suggest_latency.py's sample dragged with the mouse.
-The page records, for each, `performance.now()` at the pointerup event to two animation frames after the
-proposal is in the DOM (`window.__looplineAssists`), and whether it went over Socket.IO or REST. After each
+The page records, for each, `performance.now()` at the pointerup event to the animation frame after the
+proposal is in the DOM, the frame that paints it (`window.__looplineAssists`), and whether it went over Socket.IO or REST. After each
 assist, this process POSTs the same suggestion over REST with a keep-alive connection (http.client) and
 times the round trip. Then → loads the next image (prefetched): the page's `data-image-load-ms`.
 
@@ -40,6 +40,20 @@ from throwaway import throwaway  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/10"
 TARGET_P99, TARGET_OVERHEAD, TARGET_NEXT = 100.0, 20.0, 150.0
+
+
+def timed_post(rest: Annotator, path: str, body: dict) -> tuple[int, float]:
+    """(status, ms) of one POST; a keep-alive connection the server closed while idle is reopened and the
+    request sent again, and only that attempt is timed."""
+    for attempt in range(2):
+        start = time.perf_counter()
+        try:
+            status, _ = rest.request("POST", path, body)
+            return status, (time.perf_counter() - start) * 1000
+        except OSError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
 def main() -> None:
@@ -76,8 +90,8 @@ def main() -> None:
         images = sorted(images, key=lambda i: -i["id"])  # the gallery's order: newest first
         rest = Annotator(server.url, token)
         for i in range(20):  # warm the pool and the connection
-            rest.request("POST", f"/api/projects/{pid}/images/{images[0]['id']}/suggestions",
-                         {"region": {"x": 10 + i, "y": 10, "w": 100, "h": 80}})
+            timed_post(rest, f"/api/projects/{pid}/images/{images[0]['id']}/suggestions",
+                       {"region": {"x": 10 + i, "y": 10, "w": 100, "h": 80}})
 
         page_ms, rest_ms, via, loads = [], [], {}, []
         with sync_playwright() as p:
@@ -107,10 +121,9 @@ def main() -> None:
                     t = page.evaluate(f"() => window.__looplineAssists[{done}]")
                     page_ms.append(t["ms"])
                     via[t["via"]] = via.get(t["via"], 0) + 1
-                    start = time.perf_counter()
-                    status, _ = rest.request("POST", f"/api/projects/{pid}/images/{image['id']}/suggestions",
-                                             {"region": region})
-                    rest_ms.append((time.perf_counter() - start) * 1000)
+                    status, ms = timed_post(rest, f"/api/projects/{pid}/images/{image['id']}/suggestions",
+                                            {"region": region})
+                    rest_ms.append(ms)
                     if status != 201:
                         raise SystemExit(f"REST suggestion answered {status}")
                     page.keyboard.press("Escape")

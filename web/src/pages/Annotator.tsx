@@ -24,7 +24,7 @@ interface Conflict {
 }
 
 export interface AssistTiming {
-  ms: number; // mouse release -> proposal drawn, measured in the page
+  ms: number; // mouse release -> the animation frame that paints the proposal, measured in the page
   server_ms: number | null; // the API's own total
   via: "socket" | "rest";
 }
@@ -304,7 +304,7 @@ export function Annotator({ pid, iid }: { pid: number; iid: number }) {
       setSelected(b.key);
       setError(null);
       if (answer.revision !== expected) void mergeNewer(forImage); // someone wrote meanwhile: show it
-      await new Promise<void>((done) => requestAnimationFrame(() => requestAnimationFrame(() => done())));
+      await new Promise<void>((done) => requestAnimationFrame(() => done())); // the frame that paints it
       const timing = { ms: performance.now() - released, server_ms: answer.timings?.total_ms ?? null, via };
       (window.__looplineAssists ??= []).push(timing);
       setAssist(timing);
