@@ -730,7 +730,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Projects the caller belongs to (all of them for a superuser). */
+        /** Projects the caller belongs to (all of them for a superuser), newest first. */
         get: {
             parameters: {
                 query?: {
