@@ -14,11 +14,12 @@ from models.architectures import INPUT_NAME, PreprocessingSpec
 
 
 class Predictor:
-    def __init__(self, model: bytes):
+    def __init__(self, model: bytes, *, intra_op_threads: int = 1):
         import onnxruntime as ort
 
+        self.threads = intra_op_threads  # 1 in every pool; more only for comparisons (bench/detect_rate.py)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
+        options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         self.session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])

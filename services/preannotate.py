@@ -2,9 +2,9 @@
 threshold stored as a proposed model box (source model, the deployment, its score) for review.
 
 A job on the inference queue (`preannotate`), where the warm onnxruntime sessions are. It is idempotent and
-SIGKILL-safe by construction: each image is one transaction that bumps the image's revision (a row lock
-that serialises writers of that image) and then inserts its proposals only if no box of that deployment is
-on the image yet, so a redelivered or repeated job skips what an earlier run stored and never stores a
+SIGKILL-safe by construction: each batch of images is one transaction that locks and bumps the images'
+revisions (row locks that serialise writers of those images) and then inserts the proposals of each image
+that holds no box of that deployment yet, so a redelivered or repeated job skips what an earlier run stored and never stores a
 proposal twice. Its message never expires (`JobKind.batch`): after a killed worker the reaper and the
 dispatcher send it again, however long that took. The first attempt writes what the selection held before
 (images with this deployment's proposals, and their count) into the job's details before it stores anything,
@@ -151,11 +151,11 @@ def run(ctx, models, images, deployment_id: int, selection: dict, threshold: flo
         chunk = todo[start:start + BATCH]
         inputs = np.stack([to_input(images.get(rows[i][0]), loaded.spec) for i in chunk])
         found = decode(loaded.predictor.run(inputs), threshold=threshold)
-        for image_id, detections in zip(chunk, found, strict=True):
-            _, width, height = rows[image_id]
-            boxes = [_proposal(d, width, height, loaded.label_map, deployment_id, user_id) for d in detections]
-            proposals += _store(rt, ctx.project_id, image_id, deployment_id, boxes) if boxes else 0
-            processed += 1
+        boxes = {image_id: [_proposal(d, rows[image_id][1], rows[image_id][2], loaded.label_map, deployment_id,
+                                      user_id) for d in detections]
+                 for image_id, detections in zip(chunk, found, strict=True)}
+        proposals += _store(rt, ctx.project_id, deployment_id, boxes)
+        processed += len(chunk)
         ctx.progress(earlier + processed, total, f"{earlier + processed}/{total} images · {proposals} proposals "
                      "stored by this attempt", proposals=proposals)
     with rt.sessions() as session:  # the whole job's figures, from the catalog: every attempt's stores count
@@ -174,17 +174,28 @@ def _proposal(d, width: int, height: int, label_map: list[dict], deployment_id: 
             "revision": 1, "created_by": user_id, "created_at": now, "updated_at": now}
 
 
-def _store(rt, project_id: int, image_id: int, deployment_id: int, boxes: list[dict]) -> int:
-    """One image's proposals in one transaction, unless that deployment's boxes are already there."""
+def _store(rt, project_id: int, deployment_id: int, boxes: dict[int, list[dict]]) -> int:
+    """A batch's proposals in one transaction of a few statements (not a few per image): lock the batch's
+    image rows in id order (PostgreSQL; SQLite has one writer), bump their revisions, and insert the proposals
+    of those that hold no box of that deployment yet — the others were stored by an earlier delivery, and
+    their bump is undone in the same transaction."""
+    wanted = sorted(i for i, rows in boxes.items() if rows)
+    if not wanted:
+        return 0
     with rt.sessions() as session:
-        bumped = session.execute(update(Image).where(Image.id == image_id, Image.project_id == project_id)
-                                 .values(annotation_revision=Image.annotation_revision + 1)
-                                 .returning(Image.annotation_revision)).scalar()
-        there = session.scalar(select(exists().where(Annotation.image_id == image_id,
-                                                     Annotation.deployment_id == deployment_id)))
-        if bumped is None or there:  # deleted meanwhile, or stored by an earlier delivery
-            session.rollback()
+        locked = list(session.scalars(select(Image.id).where(Image.id.in_(wanted), Image.project_id == project_id)
+                                      .order_by(Image.id).with_for_update()))  # none: deleted meanwhile
+        if not locked:
             return 0
-        session.execute(insert(Annotation), [{"image_id": image_id, **b} for b in boxes])
+        session.execute(update(Image).where(Image.id.in_(locked))
+                        .values(annotation_revision=Image.annotation_revision + 1))
+        there = set(session.scalars(select(Annotation.image_id).distinct().where(
+            Annotation.image_id.in_(locked), Annotation.deployment_id == deployment_id)))
+        if there:
+            session.execute(update(Image).where(Image.id.in_(there))
+                            .values(annotation_revision=Image.annotation_revision - 1))
+        rows = [{"image_id": i, **b} for i in locked if i not in there for b in boxes[i]]
+        if rows:
+            session.execute(insert(Annotation), rows)
         session.commit()
-    return len(boxes)
+    return len(rows)
