@@ -67,12 +67,14 @@ class PreAnnotationIn(Strict):
     image_ids = IMAGE_IDS
     ingest_job_id = Text(validate=validate.Length(min=1, max=36),
                                   metadata={"description": "the images an ingest job added"})
-    unannotated = fields.Boolean(metadata={"description": "the project's images without any box"})
+    unannotated = fields.Boolean(truthy={True}, falsy={False},  # JSON true or false only, not 0 or "yes"
+                                 metadata={"description": "the project's images without any box"})
     threshold = fields.Float(metadata={"description": "default: the project's pre-annotation threshold"}, **THRESHOLD)
 
 
 class PreAnnotationSettings(Strict):
-    after_ingest = fields.Boolean(metadata={"description": "start a pre-annotation job after every finished ingest"})
+    after_ingest = fields.Boolean(truthy={True}, falsy={False},
+                                  metadata={"description": "start a pre-annotation job after every finished ingest"})
     threshold = fields.Float(metadata={"description": "the default score a detection needs"}, **THRESHOLD)
 
 
@@ -148,7 +150,7 @@ class PreAnnotationSetting(MethodView):
         """The project's pre-annotation setting."""
         return project_access(project_id)[0]
 
-    @bp.arguments(PreAnnotationSettings)
+    @bp.arguments(PreAnnotationSettings, required=False)  # no body changes nothing
     @bp.response(200, PreAnnotationSettingsOut)
     def put(self, data, project_id):
         """Change the setting: `after_ingest` makes every finished ingest start a pre-annotation job of the
