@@ -43,6 +43,9 @@ class Item:
     read: Callable[[], bytes]
 
 
+RECENT_OUTCOMES = 64  # outcomes each progress event carries: more than one stored group (GROUP_ITEMS)
+
+
 @dataclass
 class Report:
     files: list[dict] = field(default_factory=list)
@@ -63,6 +66,13 @@ class Report:
 
     def summary(self) -> dict:
         return {**self.counts(), "files": self.files}
+
+    def recent(self, last: int = RECENT_OUTCOMES) -> list[dict]:
+        """The latest outcomes with their place in the job's list, for progress events: a page following the
+        job shows each file as it is done, and one that missed an event fills the gap from the next ones or
+        from the result."""
+        start = max(0, len(self.files) - last)
+        return [{**f, "index": i} for i, f in enumerate(self.files[start:], start=start)]
 
 
 def limits_from(settings: Settings) -> ImageLimits:

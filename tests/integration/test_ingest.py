@@ -156,3 +156,28 @@ def test_upload_needs_files_and_the_annotator_role(alice, carol, project, sql):
     assert upload(carol, pid, {"a.jpg": img.jpeg()}).status_code == 403
     assert alice.post(f"/api/projects/{pid}/images", data=b"raw", content_type="image/jpeg").status_code == 415
     assert sql("SELECT count(*) FROM jobs")[0][0] == before  # nothing was enqueued
+
+
+def test_progress_events_carry_each_files_outcome_as_it_is_done(alice, project, workers, server, tokens):
+    """Over more than two stored groups, the outcomes the `running` events carried (with their place in the
+    list) are, together, the result's list: a page following the job shows every file before it ends."""
+    from tests.support.sio import Listener
+
+    listener = Listener(server.url, tokens["alice"])
+    try:
+        assert listener.join(project=project["id"])["ok"]
+        files = {f"p{i:03d}.png": img.png(24, 16, seed=i) for i in range(70)}
+        files["broken.png"] = img.truncated_jpeg()
+        job = ingest(alice, project["id"], files)
+        listener.wait_for(job["id"], "succeeded")
+    finally:
+        listener.close()
+    live: dict[int, dict] = {}
+    for event in listener.events:
+        if event["id"] == job["id"] and event["status"] == "running":
+            for entry in event["details"].get("recent", []):
+                live[entry.pop("index")] = entry
+    files_in_result = job["result"]["files"]
+    assert sorted(live) == list(range(len(files_in_result)))
+    assert [live[i] for i in range(len(files_in_result))] == files_in_result
+    assert {f["outcome"] for f in files_in_result} == {"accepted", "rejected"}

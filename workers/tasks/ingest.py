@@ -36,12 +36,13 @@ def ingest(ctx: JobContext, staging: str | None = None, files: list | None = Non
                             user_id=user_id)
 
         def progress(done: int) -> None:
-            ctx.progress(done, max(total, done), f"{done}/{total} files read", **report.counts())
+            ctx.progress(done, max(total, done), f"{done}/{total} files read", **report.counts(),
+                         recent=report.recent())
 
         items = iter_items(params, store, settings, report)  # lazily: zip members are read from the open zip
         run(items, ingestor, report, progress, attacher.attach if attacher else lambda entry: None)
         done = len(report.files)
-        ctx.progress(done, max(total, done), f"{done} files read", **report.counts())
+        ctx.progress(done, max(total, done), f"{done} files read", **report.counts(), recent=report.recent())
         result = report.summary()
         if attacher is not None:
             result["coco"] = {

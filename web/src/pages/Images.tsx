@@ -199,9 +199,20 @@ export function Upload({ pid }: { pid: number }) {
     }
   };
 
-  const details = (job?.details ?? {}) as Record<string, number>;
+  const details = (job?.details ?? {}) as Record<string, number> & { recent?: (Outcome & { index: number })[] };
   const result = (job?.result ?? null) as { files?: Outcome[]; accepted?: number; duplicate?: number; rejected?: number } | null;
   const counts = result ?? details;
+  // Each progress event carries the latest outcomes with their place in the job's list: gather them, so every
+  // file shows as soon as it is done; the result, when the job ends, is the whole list.
+  const seen = useRef(new Map<number, Outcome>());
+  const seenJob = useRef<string | undefined>(undefined);
+  if (seenJob.current !== job?.id) {
+    seen.current = new Map();
+    seenJob.current = job?.id;
+  }
+  for (const o of details.recent ?? []) seen.current.set(o.index, o);
+  const outcomes: Outcome[] | null = result?.files
+    ?? (seen.current.size ? [...seen.current.entries()].sort((a, b) => a[0] - b[0]).map(([, o]) => o) : null);
   return (
     <div class="page">
       <div class="title-row"><h1>Upload images</h1><ProjectTabs pid={pid} here="upload" /></div>
@@ -234,10 +245,10 @@ export function Upload({ pid }: { pid: number }) {
           <Progress value={job.progress ?? 0} status={job.status} />
           <p class="small" data-testid="ingest-counts">{job.message} · accepted {counts.accepted ?? 0} · duplicate {counts.duplicate ?? 0} · rejected {counts.rejected ?? 0}</p>
           {job.error && <p class="error-text">{job.error}</p>}
-          {result?.files && (
-            <table class="table compact" data-testid="outcomes">
+          {outcomes && (
+            <table class="table compact" data-testid="outcomes" data-complete={result?.files ? "true" : "false"}>
               <thead><tr><th>File</th><th>Outcome</th><th>Why</th></tr></thead>
-              <tbody>{result.files.map((o) => (
+              <tbody>{outcomes.map((o) => (
                 <tr data-file={o.name} data-outcome={o.outcome}>
                   <td>{o.image_id ? <a href={`/projects/${pid}/images/${o.image_id}`}>{o.name}</a> : o.name}</td>
                   <td><span class={`status o-${o.outcome}`}>{o.outcome}</span></td>
