@@ -27,6 +27,8 @@ QUEUE_WAIT = Histogram("loopline_inference_queue_wait_seconds", "From sending th
 IMAGE_LOAD = Histogram("loopline_inference_image_load_seconds", "Reading and decoding the image (0 when cached)",
                        LABELS, buckets=BUCKETS)
 MODEL = Histogram("loopline_inference_model_seconds", "The onnxruntime call", LABELS, buckets=BUCKETS)
+UNPREDICTED = Counter("loopline_label_studio_unpredicted_tasks", "Label Studio tasks answered without a prediction "
+                      "(so Label Studio asks again), by reason", ("reason",))
 TOTAL = Histogram("loopline_inference_request_seconds", "The whole request inside the API", LABELS, buckets=BUCKETS)
 
 

@@ -46,12 +46,19 @@ class FetchPolicy:
     timeout: float = 20.0  # seconds for the whole fetch, redirects included
     max_redirects: int = 5
     allow_networks: tuple[str, ...] = ()  # CIDRs allowed despite not being global, e.g. ("127.0.0.2/32",)
+    # origins ("http://localhost:8080") whose host may resolve to any address: one named service the operator
+    # connected on purpose (a Label Studio instance), never a network
+    allow_origins: tuple[str, ...] = ()
     user_agent: str = "loopline-fetch/1"
 
     def __post_init__(self) -> None:  # a bad policy is a configuration error: fail when it is made
         if self.max_bytes < 0 or self.timeout <= 0 or self.max_redirects < 0:
             raise ValueError("FetchPolicy needs max_bytes >= 0, timeout > 0 and max_redirects >= 0")
         self.networks()
+        self.origins()
+
+    def origins(self) -> frozenset[tuple[str, str, int]]:
+        return frozenset(filter(None, (origin_of(o) for o in self.allow_origins)))
 
     def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         return tuple(ipaddress.ip_network(n, strict=False) for n in self.allow_networks)
@@ -83,6 +90,18 @@ def address_problem(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, allowed=(
     return None if ip.is_global else "not globally routable"
 
 
+def origin_of(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL, the port filled in; None when it is not one."""
+    try:
+        parts = urlsplit(url)
+        scheme, host, port = parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return None
+    if scheme not in ("http", "https") or not host:
+        return None
+    return scheme, host, port or (443 if scheme == "https" else 80)
+
+
 def check_url(url: str, policy: FetchPolicy) -> None:
     """Cheap syntactic check, no DNS: http(s), a host, no credentials, and no refused IP literal.
     The API calls it to answer 400 at request time; `fetch` still checks every address it dials."""
@@ -102,6 +121,8 @@ def check_url(url: str, policy: FetchPolicy) -> None:
         raise FetchRefused("bad_url", "the URL names no host")
     if parts.username is not None or parts.password is not None:
         raise FetchRefused("bad_url", "URLs with credentials are not fetched")
+    if origin_of(url) in policy.origins():
+        return
     try:
         why = address_problem(ipaddress.ip_address(host.split("%")[0]), policy.networks())
     except ValueError:  # a name, judged when it is resolved
@@ -117,6 +138,7 @@ class _Guard:
 
     def __init__(self, policy: FetchPolicy):
         self.allowed = policy.networks()
+        self.origins = policy.origins()
         self.deadline = time.monotonic() + policy.timeout
         self.expired = threading.Event()
         self._socks: list[socket.socket] = []
@@ -173,7 +195,8 @@ class _GuardedConnection(HTTPConnection):
     def _new_conn(self) -> socket.socket:
         guard, host = self._guard, self._dns_host.strip("[]")
         infos = guard.resolve(host, self.port)
-        for *_, sockaddr in infos:
+        scheme = "https" if isinstance(self, HTTPSConnection) else "http"
+        for *_, sockaddr in infos if (scheme, host.lower(), self.port) not in guard.origins else ():
             ip = ipaddress.ip_address(sockaddr[0].split("%")[0])
             if why := address_problem(ip, guard.allowed):
                 named = "" if str(ip) == host else f" ({host} resolves to it)"
@@ -219,9 +242,10 @@ class _GuardedPoolManager(PoolManager):
         return pool
 
 
-def fetch(url: str, policy: FetchPolicy = FetchPolicy()) -> Fetched:
+def fetch(url: str, policy: FetchPolicy = FetchPolicy(), credentials: tuple[str, dict] | None = None) -> Fetched:
     """GET `url` under `policy`; return the body of the final 2xx response or raise FetchRefused.
-    The adapter is used without a Session: no proxies or netrc from the environment, no cookies, and
+    `credentials` = (origin, headers): headers sent only to that origin, on every hop that goes there and on
+    no other (a redirect elsewhere never carries them). The adapter is used without a Session: no proxies or netrc from the environment, no cookies, and
     no automatic redirects (a Session would read a whole redirect body into memory)."""
     guard = _Guard(policy)
     adapter = HTTPAdapter(max_retries=0)
@@ -230,11 +254,13 @@ def fetch(url: str, policy: FetchPolicy = FetchPolicy()) -> Fetched:
     watchdog.daemon = True
     watchdog.start()
     headers = {"User-Agent": policy.user_agent, "Accept": "*/*", "Accept-Encoding": "identity"}
+    secret_origin = origin_of(credentials[0]) if credentials else None
     try:
         for _ in range(policy.max_redirects + 1):
             check_url(url, policy)
+            sent = {**headers, **credentials[1]} if secret_origin and origin_of(url) == secret_origin else headers
             try:
-                request = requests.Request("GET", url, headers=headers).prepare()
+                request = requests.Request("GET", url, headers=sent).prepare()
                 left = guard.remaining()
                 resp = adapter.send(request, stream=True, timeout=(left, left), verify=True, proxies={})
                 with resp:

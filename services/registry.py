@@ -50,6 +50,12 @@ KINDS: dict[str, JobKind] = {
             Queue.training,
         ),
         JobKind(
+            "labelstudio.train",
+            "Label Studio's Start training: builds the project's recipe dataset on the current boxes, forks the "
+            "recipe checkpoint and starts its training job",
+            Queue.training,
+        ),
+        JobKind(
             "deployment.build",
             "exports a checkpoint to ONNX, checks it against Keras, stores it and makes it the active model",
             Queue.deployment,

@@ -19,6 +19,7 @@ TASK_MODULES = [
     "workers.tasks.probe", "workers.tasks.ingest", "workers.tasks.datasets", "workers.tasks.training",
     "workers.tasks.deployments", "workers.tasks.inference",
     "workers.tasks.pipelines", "workers.tasks.evaluation", "workers.tasks.preannotate",
+    "workers.tasks.labelstudio",
 ]
 
 

@@ -16,13 +16,13 @@ from store.schema.data import (
 from store.schema.jobs import Job, JobStatus
 from store.schema.ml import (
     Checkpoint, CheckpointStatus, Dataset, DatasetStatus, Deployment, DeploymentStatus, DeploymentTask, Evaluation,
-    EvaluationStatus,
+    EvaluationStatus, LabelStudioImport, LabelStudioLink,
 )
 
 __all__ = [
     "Annotation", "AnnotationSource", "AnnotationStatus", "ApiToken", "Base", "Checkpoint",
     "CheckpointStatus", "Dataset", "DatasetStatus", "Deployment", "DeploymentStatus", "DeploymentTask", "Evaluation",
     "EvaluationStatus", "Image", "Job",
-    "JobStatus", "LabelClass", "LabelMap", "LabelMapEntry", "Membership", "Project", "Review", "Role",
+    "JobStatus", "LabelClass", "LabelStudioImport", "LabelStudioLink", "LabelMap", "LabelMapEntry", "Membership", "Project", "Review", "Role",
     "User", "Verdict", "WebSession",
 ]

@@ -152,3 +152,33 @@ class Evaluation(Base):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+
+
+class LabelStudioLink(Base):
+    """A project's Label Studio: where its uploaded files are (`url`) and the API key that reads them, from
+    Label Studio's `/setup` or set in loopline; and the training recipe its "Start training" runs. The key is
+    a secret: the API never answers it, only whether one is set."""
+
+    __tablename__ = "label_studio_links"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    url: Mapped[str | None] = mapped_column(String(2048))
+    ls_project: Mapped[int | None] = mapped_column(BigInteger)  # Label Studio's project id, from /setup or set
+    api_key: Mapped[str | None] = mapped_column(Text)
+    recipe: Mapped[dict | None]  # {"dataset": {name, handler, config, label_map_id, subset}, "checkpoint_id", "epochs"}
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class LabelStudioImport(Base):
+    """A Label Studio annotation imported as boxes: which boxes it became and the digest of its result, so the
+    same event again changes nothing and an update replaces exactly those boxes."""
+
+    __tablename__ = "label_studio_imports"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    annotation: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # Label Studio's annotation id
+    task: Mapped[int] = mapped_column(BigInteger)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    box_ids: Mapped[list] = mapped_column(default=list)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -45,6 +45,10 @@ SEMANTIC_400 = {
     ("POST", "/api/pipelines/{name}/runs"): "URLs the fetcher takes, stages that fit together",
     ("POST", "/api/projects/{project_id}/label-studio/setup"): "a labeling config (XML) with a control",
     ("POST", "/api/projects/{project_id}/label-studio/predict"): "a labeling config, tasks naming an image",
+    ("POST", "/api/projects/{project_id}/label-studio/webhook"): "Label Studio's event: its linked project, a task "
+                                                                  "naming an image, rectangles of the project's classes",
+    ("PUT", "/api/projects/{project_id}/label-studio/connection"): "an http(s) origin without credentials",
+    ("PUT", "/api/projects/{project_id}/label-studio/training"): "a checkpoint, label map and handler of the project",
     ("POST", "/api/jobs"): "the params of the kind; kinds with their own resource are submitted there",
     ("POST", "/api/jobs/batch"): "the same, for each job",
     ("POST", "/api/projects/{project_id}/evaluations"): "one model (checkpoint or deployment) and one selection",

@@ -2866,6 +2866,75 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/projects/{project_id}/label-studio/connection": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project_id: number;
+            };
+            cookie?: never;
+        };
+        /** The Label Studio this project reads task files from (the API key is never shown). */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    project_id: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["LabelStudioConnection"];
+                    };
+                };
+                default: components["responses"]["DEFAULT_ERROR"];
+            };
+        };
+        /** Set Label Studio's address, API key or project (what `/setup` otherwise sends); omitted fields stay. */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    project_id: number;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["LabelStudioConnectionIn"];
+                };
+            };
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["LabelStudioConnection"];
+                    };
+                };
+                400: components["responses"]["BAD_REQUEST"];
+                default: components["responses"]["DEFAULT_ERROR"];
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/projects/{project_id}/label-studio/health": {
         parameters: {
             query?: never;
@@ -2987,6 +3056,178 @@ export interface paths {
                     };
                     content: {
                         "application/json": components["schemas"]["LabelStudioSetup"];
+                    };
+                };
+                400: components["responses"]["BAD_REQUEST"];
+                default: components["responses"]["DEFAULT_ERROR"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project_id}/label-studio/training": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project_id: number;
+            };
+            cookie?: never;
+        };
+        /** The training recipe Label Studio's Start training runs. */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    project_id: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["TrainingRecipe"];
+                    };
+                };
+                default: components["responses"]["DEFAULT_ERROR"];
+            };
+        };
+        /**
+         * Define what Start training runs: a dataset definition (built again on the current boxes), the
+         *     checkpoint to train from (forked unless fresh) and the epochs.
+         */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    project_id: number;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["TrainingRecipeIn"];
+                };
+            };
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["TrainingRecipe"];
+                    };
+                };
+                400: components["responses"]["BAD_REQUEST"];
+                default: components["responses"]["DEFAULT_ERROR"];
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project_id}/label-studio/versions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project_id: number;
+            };
+            cookie?: never;
+        };
+        /** The model versions Label Studio can choose from: the project's deployments, newest first. */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    project_id: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["LabelStudioVersions"];
+                    };
+                };
+                default: components["responses"]["DEFAULT_ERROR"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project_id}/label-studio/webhook": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project_id: number;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Label Studio's webhook: an annotation created or updated becomes the human boxes of the matching
+         *     loopline image (the same event twice changes nothing); Start training starts the project's training
+         *     recipe as a job (202). Events of another Label Studio project: 400; other actions are ignored.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    project_id: number;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["LabelStudioEventIn"];
+                };
+            };
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["LabelStudioEvent"];
+                    };
+                };
+                /** @description Start training: the recipe's job */
+                202: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["LabelStudioEvent"];
                     };
                 };
                 400: components["responses"]["BAD_REQUEST"];
@@ -3158,7 +3399,7 @@ export interface paths {
                 };
                 cookie?: never;
             };
-            requestBody: {
+            requestBody?: {
                 content: {
                     "application/json": components["schemas"]["PreAnnotationSettings"];
                 };
@@ -4078,7 +4319,7 @@ export interface components {
         };
         JobIn: {
             /** @enum {string} */
-            kind: "checkpoint.train" | "dataset.build" | "deployment.build" | "evaluation" | "ingest" | "preannotate" | "probe";
+            kind: "checkpoint.train" | "dataset.build" | "deployment.build" | "evaluation" | "ingest" | "labelstudio.train" | "preannotate" | "probe";
             params?: {
                 [key: string]: unknown;
             };
@@ -4163,6 +4404,37 @@ export interface components {
             description?: string;
             name?: string;
         };
+        LabelStudioConnection: {
+            /** @description whether a key is kept (the key itself is never shown) */
+            api_key_set?: boolean;
+            ls_project?: number | null;
+            url?: string | null;
+        };
+        LabelStudioConnectionIn: {
+            /** @description a Label Studio API key (Account & Settings); never answered */
+            api_key?: string | null;
+            /** @description the Label Studio project whose events are accepted */
+            ls_project?: number | null;
+            /** @description Label Studio's address, e.g. http://localhost:8080 (null clears it) */
+            url?: string | null;
+        };
+        LabelStudioEvent: {
+            action?: string;
+            box_ids?: number[];
+            image_id?: number;
+            job?: components["schemas"]["JobOut"];
+            revision?: number;
+            /** @description imported, unchanged, started or ignored */
+            status?: string;
+        };
+        LabelStudioEventIn: {
+            /** @description ANNOTATION_CREATED, ANNOTATION_UPDATED and START_TRAINING are acted on; other actions are acknowledged and ignored */
+            action: string;
+            annotation?: components["schemas"]["_EventAnnotation"];
+            /** @description `id` is checked against the link */
+            project?: components["schemas"]["_EventProject"];
+            task?: components["schemas"]["_EventTask"];
+        };
         LabelStudioHealth: {
             active_deployments?: {
                 [key: string]: number | null;
@@ -4198,6 +4470,10 @@ export interface components {
              * @default
              */
             schema: string;
+        };
+        LabelStudioVersions: {
+            model_version?: string | null;
+            versions?: string[];
         };
         MeOut: {
             memberships?: {
@@ -4364,6 +4640,20 @@ export interface components {
             /** @description the live workers consuming it */
             workers?: components["schemas"]["WorkerOut"][];
         };
+        RecipeDatasetIn: {
+            config?: {
+                [key: string]: unknown;
+            };
+            /** @description name@version, e.g. detection@1 (GET /api/handlers) */
+            handler: string;
+            label_map_id: number;
+            name: string;
+            /**
+             * @default all
+             * @enum {string}
+             */
+            subset: "all" | "failed";
+        };
         RegionIn: {
             h: number;
             w: number;
@@ -4457,6 +4747,25 @@ export interface components {
              */
             seed: number;
         };
+        TrainingRecipe: {
+            /** @description what Start training runs; null: none yet */
+            recipe?: {
+                [key: string]: unknown;
+            } | null;
+        };
+        TrainingRecipeIn: {
+            /** @default 32 */
+            batch_size: number;
+            /** @description trained from (forked when it is not fresh) */
+            checkpoint_id: number;
+            /** @description the dataset definition, built again on the boxes there are when training starts */
+            dataset: components["schemas"]["RecipeDatasetIn"];
+            epochs: number;
+            /** @default 0.001 */
+            learning_rate: number;
+            /** @default false */
+            reinit_head: boolean;
+        };
         UrlsIn: {
             urls: string[];
         };
@@ -4476,6 +4785,34 @@ export interface components {
             versions?: {
                 [key: string]: string;
             };
+        };
+        _EventAnnotation: {
+            id?: number;
+            /** @description rectanglelabels results in percent of the image */
+            result?: components["schemas"]["_EventResult"][];
+        };
+        _EventProject: {
+            id?: number;
+            label_config?: string;
+        };
+        _EventResult: {
+            type?: string;
+            value?: components["schemas"]["_EventValue"];
+        };
+        _EventTask: {
+            /** @description the task's data: the Image value names the image URL */
+            data?: {
+                [key: string]: string;
+            };
+            id?: number;
+        };
+        _EventValue: {
+            height?: number;
+            rectanglelabels?: string[];
+            rotation?: number;
+            width?: number;
+            x?: number;
+            y?: number;
         };
     };
     responses: {
