@@ -122,7 +122,7 @@ class _EventProject(_LabelStudioIn):
 
 class _EventTask(_LabelStudioIn):
     id = fields.Integer(strict=True, validate=validate.Range(min=0, max=ID_MAX))
-    data = fields.Dict(keys=Text(validate=validate.Length(max=256)), values=Text(validate=validate.Length(max=8192)),
+    data = fields.Dict(keys=Text(validate=validate.Length(max=256)),
                        metadata={"description": "the task's data: the Image value names the image URL"})
 
 

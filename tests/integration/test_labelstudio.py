@@ -225,7 +225,9 @@ def test_webhook_imports_annotations_once_and_refuses_other_projects(client, tok
     refused(client.post(f"{base}/webhook", headers=auth, json=event("ANNOTATION_CREATED", 8, url, [rect(
         1, 1, 5, 5, "zebra")])), 400, "zebra")
     refused(client.post(f"{base}/webhook", headers=auth, json=event("ANNOTATION_CREATED", 8, url, [{
-        "type": "rectanglelabels", "value": {"x": "a"}}])), 400, "rectangle")
+        "type": "rectanglelabels", "value": {"x": "a"}}])), 400, "annotation", "not a valid number")
+    refused(client.post(f"{base}/webhook", headers=auth, json=event("ANNOTATION_CREATED", 8, url, [{
+        "type": "rectanglelabels", "value": {"x": 1}}])), 400, "rectangle needs")
     refused(client.post(f"{base}/webhook", headers=auth, json={"project": {"id": 3}}), 400, "action")
     refused(client.post(f"{base}/webhook", headers=auth, json=event(
         "ANNOTATION_CREATED", 8, f"http://localhost:8080/api/projects/{pid}/images/999999/file", [])), 404, "not in")
@@ -239,3 +241,26 @@ def test_webhook_imports_annotations_once_and_refuses_other_projects(client, tok
             409, "recipe", "/label-studio/training")
     versions = client.get(f"{base}/versions", headers=auth)
     assert versions.status_code == 200 and versions.get_json()["versions"] == []
+
+
+def test_start_training_runs_the_projects_recipe_as_a_job(client, tokens, alice, labelled_pets, tmp_path):
+    pid, base = labelled_pets["pid"], f"/api/projects/{labelled_pets['pid']}/label-studio"
+    auth = basic(tokens["alice"])
+    deployment = deployed(alice, labelled_pets, "box_suggester", tmp_path)
+    recipe = {"dataset": {"name": "ls-suggest", "handler": "suggest@1", "label_map_id": labelled_pets["lm"],
+                          "config": {"size": 64, "regions": 4}},
+              "checkpoint_id": deployment["checkpoint_id"], "epochs": 1}
+    refused(client.put(f"{base}/training", headers=auth, json={**recipe, "checkpoint_id": 999999}), 400, "checkpoint")
+    refused(client.put(f"{base}/training", headers=auth, json={**recipe, "dataset": {
+        **recipe["dataset"], "handler": "nope@1"}}), 400, "handler")
+    saved = client.put(f"{base}/training", headers=auth, json=recipe)
+    assert saved.status_code == 200 and saved.get_json()["recipe"]["epochs"] == 1
+
+    res = client.post(f"{base}/webhook", headers=auth, json={"action": "START_TRAINING", "project": {"id": 3}})
+    assert res.status_code == 202 and res.get_json()["status"] == "started", res.get_json()
+    job = alice.wait_job(res.get_json()["job"]["id"], timeout=300)
+    assert job["status"] == "succeeded" and job["kind"] == "labelstudio.train", job
+    training = alice.wait_job(job["result"]["training_job_id"], timeout=300)
+    assert training["status"] == "succeeded", training
+    trained = alice.get(f"/api/projects/{pid}/checkpoints/{job['result']['checkpoint_id']}").get_json()
+    assert trained["status"] == "trained" and trained["dataset_key"] == job["result"]["dataset_key"]

@@ -4802,7 +4802,7 @@ export interface components {
         _EventTask: {
             /** @description the task's data: the Image value names the image URL */
             data?: {
-                [key: string]: string;
+                [key: string]: unknown;
             };
             id?: number;
         };
