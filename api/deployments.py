@@ -40,12 +40,12 @@ class Deployments(MethodView):
     @bp.arguments(DeploymentQuery, location="query")
     @bp.response(200, DeploymentPage)
     def get(self, args, project_id):
-        """Deployments of the project, newest first."""
+        """Deployments of the project, newest first; filter by task, checkpoint, status and whether active."""
         require_role(project_id)
         q = select(Deployment).where(Deployment.project_id == project_id)
         if "task" in args:
             q = q.where(Deployment.task == DeploymentTask(args["task"]))
-        for key in ("active", "status"):
+        for key in ("active", "status", "checkpoint_id"):
             if key in args:
                 q = q.where(getattr(Deployment, key) == args[key])
         return page(q.order_by(Deployment.id.desc()), args)

@@ -184,6 +184,7 @@ class DeploymentIn(Strict):
 
 class DeploymentQuery(PageQuery):
     task = Text(validate=validate.OneOf(["suggestion", "classification", "detection"]))
+    checkpoint_id = QueryId(metadata={"description": "the deployments of this checkpoint"})
     active = fields.Boolean()
     status = fields.Enum(DeploymentStatus, by_value=True)
 

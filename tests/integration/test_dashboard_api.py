@@ -180,8 +180,10 @@ def test_training_and_deployment_are_retried_on_the_same_checkpoint(app, alice, 
     res = alice.post(f"/api/jobs/{job_id}/retry")
     assert res.status_code == 202, res.get_json()
     assert alice.wait_job(res.get_json()["id"], timeout=180)["status"] == "succeeded"
-    deployed = [d for d in alice.get(f"{pets['base']}/deployments").get_json()["items"] if d["checkpoint_id"] == child["id"]]
+    deployed = alice.get(f"{pets['base']}/deployments?checkpoint_id={child['id']}").get_json()["items"]
     assert sorted(d["status"] for d in deployed) == ["cancelled", "ready"]
+    assert {d["checkpoint_id"] for d in deployed} == {child["id"]}
+    assert alice.get(f"{pets['base']}/deployments?checkpoint_id={child['parent_id']}").get_json()["items"] == []
     assert not any(d["active"] for d in deployed)  # retried with the same `activate: false`
 
 

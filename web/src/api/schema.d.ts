@@ -1688,13 +1688,15 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** Deployments of the project, newest first. */
+        /** Deployments of the project, newest first; filter by task, checkpoint, status and whether active. */
         get: {
             parameters: {
                 query?: {
                     limit?: number;
                     offset?: number;
                     task?: "suggestion" | "classification" | "detection";
+                    /** @description the deployments of this checkpoint */
+                    checkpoint_id?: number;
                     active?: boolean;
                     status?: "building" | "ready" | "failed" | "cancelled";
                 };

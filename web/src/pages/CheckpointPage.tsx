@@ -31,7 +31,7 @@ export function CheckpointPage({ pid, cid }: { pid: number; cid: number }) {
   const parentId = lineage?.ancestors[lineage.ancestors.length - 1]?.id ?? null;
   const parent = useLoad(async () => (parentId == null ? null : (await call(client.GET("/api/projects/{project_id}/checkpoints/{checkpoint_id}", {
     params: { path: { project_id: pid, checkpoint_id: parentId } } }))) as Checkpoint), [pid, parentId]);
-  const deployments = useLoad(async () => (await call(client.GET("/api/projects/{project_id}/deployments", { params: { path: { project_id: pid }, query: { limit: 100 } } }))) as Page<Deployment>, [pid]);
+  const deployments = useLoad(async () => (await call(client.GET("/api/projects/{project_id}/deployments", { params: { path: { project_id: pid }, query: { checkpoint_id: cid, limit: 100 } } }))) as Page<Deployment>, [pid, cid]);
   const jobs = useModelEvents(pid, () => {
     void ck.reload();
     void deployments.reload();
