@@ -38,12 +38,12 @@ def ancestors(session, checkpoint: Checkpoint) -> list[Checkpoint]:
 
 
 def start_training(celery, runtime, session, checkpoint: Checkpoint, dataset: Dataset, params: dict,
-                   user_id: int | None) -> Job:
+                   user_id: int | None, job_id: str | None = None) -> Job:
     """Mark the checkpoint `training` on `dataset` and enqueue its job (after the caller commits). The caller has
     checked the checkpoint is trainable and the dataset fits it; `params` are validated."""
     classes = list(dataset.manifest["label_map"]["classes"])
     job = job_service.create_job(session, "checkpoint.train", params={"checkpoint_id": checkpoint.id},
-                                 project_id=checkpoint.project_id, user_id=user_id)
+                                 project_id=checkpoint.project_id, user_id=user_id, job_id=job_id)
     done = session.execute(
         update(Checkpoint)
         .where(Checkpoint.id == checkpoint.id, Checkpoint.status.in_(TRAINABLE))
@@ -169,7 +169,8 @@ def fork(session, parent: Checkpoint, name: str | None, user_id: int) -> Checkpo
     return child
 
 
-def train(celery, runtime, session, checkpoint: Checkpoint, request: dict, user_id: int) -> Job:
+def train(celery, runtime, session, checkpoint: Checkpoint, request: dict, user_id: int,
+          job_id: str | None = None) -> Job:
     """Start a training run of `checkpoint` on the cached dataset `request["dataset_key"]` with the rest of
     `request` as its parameters. Only a fresh (or failed) checkpoint trains; the dataset must be ready, come
     from a handler the architecture trains on, and list the checkpoint's classes unless `reinit_head`."""
@@ -181,7 +182,7 @@ def train(celery, runtime, session, checkpoint: Checkpoint, request: dict, user_
                            code="not_trainable")
     dataset = _dataset_for(session, checkpoint, request)
     params = {k: v for k, v in request.items() if k != "dataset_key"}
-    return start_training(celery, runtime, session, checkpoint, dataset, params, user_id)
+    return start_training(celery, runtime, session, checkpoint, dataset, params, user_id, job_id)
 
 
 def _dataset_for(session, checkpoint: Checkpoint, data: dict) -> Dataset:

@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import time
+import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from urllib.parse import urljoin
@@ -29,13 +30,14 @@ from services.errors import CommandError
 from services.fetch import FetchPolicy, FetchRefused, fetch, origin_of
 from services.outbox import send_after_commit
 from store.schema import (
-    Annotation, AnnotationSource, AnnotationStatus, Checkpoint, Image, LabelClass, LabelMap, LabelStudioImport,
+    Annotation, AnnotationSource, AnnotationStatus, Checkpoint, Image, Job, LabelClass, LabelMap, LabelStudioImport,
     LabelStudioLink, Project,
 )
 
 log = logging.getLogger("loopline.labelstudio")
 ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 TRAINING_EVENT = "START_TRAINING"
+RECIPE_TRAINING = uuid.UUID("6f0c2d1e-4b7a-4f45-9d1e-3c5a8b2f7e10")  # namespace of the training job a recipe job starts
 
 
 # --- the link ------------------------------------------------------------------------------------------------
@@ -323,7 +325,11 @@ def run_recipe(ctx, celery, recipe: dict, user_id: int | None, poll_seconds: flo
             raise CommandError(409, f"dataset {key[:12]}… failed: {error}")
         ctx.check_cancelled()
         time.sleep(poll_seconds)  # waits on another job (the build), never in a request
+    train_id = str(uuid.uuid5(RECIPE_TRAINING, ctx.id))  # one training run per recipe job, however delivered
     with ctx.rt.sessions() as session:
+        started = session.get(Job, train_id)
+        if started is not None:  # a redelivery after the commit below: the fork and its run exist
+            return {"dataset_key": key, "checkpoint_id": started.params["checkpoint_id"], "training_job_id": train_id}
         parent = session.get(Checkpoint, recipe["checkpoint_id"])
         if parent is None:
             raise CommandError(409, f"checkpoint {recipe['checkpoint_id']} of the recipe is gone")
@@ -332,7 +338,7 @@ def run_recipe(ctx, celery, recipe: dict, user_id: int | None, poll_seconds: flo
         params = {"dataset_key": key, "epochs": recipe["epochs"], "batch_size": recipe.get("batch_size", 32),
                   "learning_rate": recipe.get("learning_rate", 1e-3), "early_stopping": None,
                   "reinit_head": recipe.get("reinit_head", False), "report_every_steps": 20, "seed": 0}
-        job = tree.train(celery, ctx.rt, session, checkpoint, params, user_id)
+        job = tree.train(celery, ctx.rt, session, checkpoint, params, user_id, job_id=train_id)
         result = {"dataset_key": key, "checkpoint_id": checkpoint.id, "training_job_id": job.id}
         session.commit()
     return result

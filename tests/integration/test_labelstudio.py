@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from services.labelstudio import run_recipe
 from tests.support.api import refused
 from tests.support.http import Site
 from tests.support.modeltree import deployed
@@ -243,7 +244,7 @@ def test_webhook_imports_annotations_once_and_refuses_other_projects(client, tok
     assert versions.status_code == 200 and versions.get_json()["versions"] == []
 
 
-def test_start_training_runs_the_projects_recipe_as_a_job(client, tokens, alice, labelled_pets, tmp_path):
+def test_start_training_runs_the_projects_recipe_as_a_job(app, client, tokens, alice, labelled_pets, tmp_path):
     pid, base = labelled_pets["pid"], f"/api/projects/{labelled_pets['pid']}/label-studio"
     auth = basic(tokens["alice"])
     deployment = deployed(alice, labelled_pets, "box_suggester", tmp_path)
@@ -264,3 +265,23 @@ def test_start_training_runs_the_projects_recipe_as_a_job(client, tokens, alice,
     assert training["status"] == "succeeded", training
     trained = alice.get(f"/api/projects/{pid}/checkpoints/{job['result']['checkpoint_id']}").get_json()
     assert trained["status"] == "trained" and trained["dataset_key"] == job["result"]["dataset_key"]
+
+    # The same job delivered again after its commit (a worker killed before it reported the end): the run it
+    # started is found, no second fork and no second training job are made.
+    forks = len(alice.get(f"/api/projects/{pid}/checkpoints?limit=500").get_json()["items"])
+    again = run_recipe(_Delivery(app, job), app.extensions["celery"], recipe, job["user_id"])
+    assert again == job["result"]
+    assert len(alice.get(f"/api/projects/{pid}/checkpoints?limit=500").get_json()["items"]) == forks
+
+
+class _Delivery:
+    """What run_recipe reads of its job context: the job's id and project, the runtime, progress and cancel."""
+
+    def __init__(self, app, job):
+        self.id, self.project_id, self.rt = job["id"], job["project_id"], app.extensions["loopline.runtime"]
+
+    def progress(self, *args, **kwargs):
+        pass
+
+    def check_cancelled(self):
+        pass

@@ -137,7 +137,16 @@ export function Datasets() {
         )}
         {list.data && <Pager total={list.data.total} limit={LIMIT} offset={offset} onPage={(o) => navigate(withQuery({ offset: o }))} />}
       </Section>
-      <RequestForm project={project} handlers={handlers} onRequested={() => void list.reload()} />
+      <RequestForm project={project} handlers={handlers} onRequested={(d) => {
+        // The answer is the row as it is now: show it at once (a quick build may be ready before the list is
+        // read again, and its row must not skip `building`), then read the list.
+        const page = list.data;
+        if (page && offset === 0 && (project == null || d.project_id === project)) {
+          const rest = page.items.filter((x) => x.key !== d.key);
+          list.set({ ...page, items: [d, ...rest], total: page.total + (rest.length === page.items.length ? 1 : 0) });
+        }
+        void list.reload();
+      }} />
     </div>
   );
 }
@@ -153,7 +162,7 @@ function configText(d: Dataset, handlers: Handler[] | undefined): string {
 function RequestForm({ project, handlers, onRequested }: {
   project: number | null;
   handlers: Loaded<Handler[]>;
-  onRequested: () => void;
+  onRequested: (dataset: Dataset) => void;
 }) {
   const writable = memberships.value.filter((m) => may(m.project_id, "annotator"));
   const [pid, setPid] = useState<number | null>(project ?? writable[0]?.project_id ?? null);
@@ -188,7 +197,7 @@ function RequestForm({ project, handlers, onRequested }: {
       },
     }));
     setAnswer({ status, dataset: data.dataset as Dataset, job: (data.job ?? null) as Job | null });
-    onRequested();
+    onRequested(data.dataset as Dataset);
   });
 
   if (!writable.length) return null;
