@@ -9,13 +9,16 @@ TEST_EXTRAS := inference,train,dev
 WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json web/package.json
 DASHBOARD   := api/static/index.html
 NPM_STAMP   := web/node_modules/.loopline-npm-ci
+# The Label Studio the end-to-end test runs, in its own virtualenv cached across checkouts (the tests need no network).
+LABEL_STUDIO_VENV := $(HOME)/.cache/loopline/label-studio-1.23.2
+LABEL_STUDIO      := $(LABEL_STUDIO_VENV)/bin/python
 
 .PHONY: run test clean dashboard web-types
 
 run: $(VENV)/.installed-run $(DASHBOARD)
 	$(BIN)/loopline up
 
-test: $(VENV)/.installed-test $(DASHBOARD)
+test: $(VENV)/.installed-test $(DASHBOARD) $(LABEL_STUDIO)
 	$(BIN)/loopline services
 	$(BIN)/pytest
 
@@ -33,6 +36,12 @@ $(NPM_STAMP): web/package-lock.json
 	@command -v npm >/dev/null || { echo "the dashboard needs Node.js 18+ and npm: see the README, 'What to install first'"; exit 1; }
 	cd web && npm ci --no-audit --no-fund
 	touch $@
+
+$(LABEL_STUDIO):
+	rm -rf $(LABEL_STUDIO_VENV).building
+	$(PYTHON) -m venv $(LABEL_STUDIO_VENV).building
+	$(LABEL_STUDIO_VENV).building/bin/pip install --quiet label-studio==1.23.2
+	mv $(LABEL_STUDIO_VENV).building $(LABEL_STUDIO_VENV)
 
 $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "loopline needs Python 3.11+; run make PYTHON=python3.11 ..."'

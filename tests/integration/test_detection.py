@@ -257,3 +257,81 @@ def test_an_ingest_starts_pre_annotation_when_the_project_asks(alice, det):
         assert follow["result"]["threshold"] == 0.4 and follow["result"]["proposals"] >= 3
     finally:
         alice.put(f"{base}/pre-annotation", json={"after_ingest": False})
+
+
+LS_CONFIG = """<View><Image name="image" value="$image"/>
+<RectangleLabels name="label" toName="image"><Label value="cat"/><Label value="dog"/></RectangleLabels></View>"""
+
+
+def _ls_regions(ls, task_id: int) -> list[dict]:
+    return [r["value"] for p in ls.api("GET", f"/api/predictions?task={task_id}") for r in p["result"]]
+
+
+def test_a_real_label_studio_gets_predictions_retries_failures_and_sends_annotations(
+        alice, det, server, tokens, tmp_path):
+    """Label Studio 1.23 itself with loopline as its ML backend: images uploaded to it are predicted by the
+    detector (boxes in percent, in place), a task whose image could not be read is predicted when asked again
+    after the cause is fixed, and an annotation saved in Label Studio arrives in loopline through the webhook."""
+    from tests.support.label_studio import LabelStudio
+    from tests.support.waiting import wait_until
+
+    data = tmp_path / "ls"
+    data.mkdir()
+    ls = LabelStudio(data, tmp_path / "label-studio.log")
+    site = Site("127.0.0.2")
+    try:
+        project = ls.api("POST", "/api/projects", json={"title": "loopline e2e", "label_config": LS_CONFIG})
+        ls.api("POST", "/api/ml", json={"project": project["id"], "title": "loopline",
+                                        "url": f"{server.url}{det['base']}/label-studio", "auth_method": "BASIC_AUTH",
+                                        "basic_auth_user": "ls", "basic_auth_pass": tokens["alice"]})
+        i = LABELLED + 5  # one of the project's unlabelled scenes: the same bytes are in loopline
+        upload = ls.api("POST", f"/api/projects/{project['id']}/import",
+                        files={"file": (f"new{i}.png", scene(160, 120, layout(i)), "image/png")})
+        assert upload["task_count"] == 1
+        missing = f"{site.url}/later.png"  # a task whose image cannot be read yet
+        ls.api("POST", f"/api/projects/{project['id']}/import", json=[{"image": missing}])
+        tasks = {("upload" if t["data"]["image"].startswith("/data/upload/") else "url"): t["id"]
+                 for t in ls.api("GET", f"/api/tasks?project={project['id']}")["tasks"]}
+
+        def retrieve():
+            ls.api("POST", f"/api/dm/actions?id=retrieve_tasks_predictions&project={project['id']}",
+                   json={"selectedItems": {"all": True, "excluded": []}})
+
+        retrieve()
+        regions = _ls_regions(ls, tasks["upload"])
+        assert {tuple(r["rectanglelabels"]) for r in regions} >= {("cat",), ("dog",)}
+        for c, x, y, w, h in layout(i):
+            if c not in ("cat", "dog"):
+                continue
+            best = max((r for r in regions if r["rectanglelabels"] == [c]),
+                       key=lambda r: iou({"x": r["x"] * 1.6, "y": r["y"] * 1.2, "w": r["width"] * 1.6,
+                                          "h": r["height"] * 1.2}, (x, y, w, h)))
+            assert iou({"x": best["x"] * 1.6, "y": best["y"] * 1.2, "w": best["width"] * 1.6,
+                        "h": best["height"] * 1.2}, (x, y, w, h)) > 0.6  # percent of the 160 x 120 image
+        assert _ls_regions(ls, tasks["url"]) == []  # not an empty prediction stored: asked again later
+        site.routes["/later.png"] = scene(160, 120, layout(3))
+        retrieve()
+        assert _ls_regions(ls, tasks["url"]), "the task was predicted once its image could be read"
+
+        # An annotation saved in Label Studio: its webhook (which Label Studio made when the model was connected)
+        # carries loopline's token once the header is added, and the box arrives as a human box.
+        hooks = ls.api("GET", f"/api/webhooks?project={project['id']}")
+        assert hooks, "Label Studio makes a webhook for the connected model"
+        for hook in hooks:
+            ls.api("PATCH", f"/api/webhooks/{hook['id']}", json={"headers": {"Authorization": f"Bearer {tokens['alice']}"}})
+        drawn = {"x": 10.0, "y": 20.0, "width": 25.0, "height": 30.0, "rotation": 0, "rectanglelabels": ["dog"]}
+        ls.api("POST", f"/api/tasks/{tasks['upload']}/annotations", json={"result": [{
+            "from_name": "label", "to_name": "image", "type": "rectanglelabels", "value": drawn,
+            "original_width": 160, "original_height": 120}]})
+        image_id = det["unlabelled"][f"new{i}.png"]
+
+        def human_boxes():
+            boxes = alice.get(f"{det['base']}/images/{image_id}/annotations").get_json()["items"]
+            return [b for b in boxes if b["source"] == "human"]
+
+        (box,) = wait_until(human_boxes, 30, "the annotation reaches loopline through the webhook")
+        assert (box["x"], box["y"], box["w"], box["h"]) == pytest.approx((16, 24, 40, 36), abs=0.5)
+        assert box["class_id"] == det["cls"]["dog"]
+    finally:
+        site.close()
+        ls.stop()
