@@ -35,7 +35,7 @@ from api.inputs import ID_MAX, Text
 from api.metrics import UNPREDICTED, observe
 from api.pipelines import run_chain
 from api.schemas import Id, JobOut, Strict
-from store.schema import Deployment, Image, Role
+from store.schema import Deployment, Role
 from services import labelstudio as commands
 from services.deployments import active_deployment
 from services.fetch import FetchRefused
